@@ -1,0 +1,70 @@
+# DevMetrics: every target installs what it needs first, so each works on a fresh clone.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+DEVMETRICS := $(BIN)/devmetrics
+# The tests create (and drop) throwaway databases on this server.
+TEST_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
+
+.PHONY: install run test test-postgres test-sqlite lint format migrate migrate-status \
+        migration verify-schema db-check reset seed clean
+
+$(STAMP): pyproject.toml requirements.lock
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "DevMetrics needs Python 3.11+, found " + sys.version.split()[0])'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+# Until the services land, `run` prepares the embedded database and reports its state.
+run: install
+	$(DEVMETRICS) db migrate
+	$(DEVMETRICS) db seed
+	$(DEVMETRICS) db verify
+	$(DEVMETRICS) db check
+
+test: install
+	$(MAKE) --no-print-directory test-postgres
+	$(MAKE) --no-print-directory test-sqlite
+
+test-postgres: install
+	TEST_DATABASE_URL='$(TEST_DATABASE_URL)' $(BIN)/pytest $(PYTEST_ARGS)
+
+test-sqlite: install
+	TEST_DATABASE_URL='sqlite://' $(BIN)/pytest $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+migrate: install
+	$(DEVMETRICS) db migrate
+
+migrate-status: install
+	$(DEVMETRICS) db status
+
+migration: install
+	@test -n "$(name)" || (echo "usage: make migration name=NAME" && exit 2)
+	$(DEVMETRICS) db makemigration $(name)
+
+verify-schema: install
+	$(DEVMETRICS) db verify
+
+db-check: install
+	$(DEVMETRICS) db check
+
+reset: install
+	$(DEVMETRICS) db reset
+
+seed: install
+	$(DEVMETRICS) db seed
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache devmetrics.db devmetrics.db-wal devmetrics.db-shm

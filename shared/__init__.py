@@ -1,0 +1,1 @@
+"""The package every DevMetrics service imports: configuration, database, models."""

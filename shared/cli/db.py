@@ -1,0 +1,197 @@
+"""`devmetrics db ...`: migrations, schema checks, reset and seed."""
+
+from __future__ import annotations
+
+import functools
+import sys
+import time
+
+import click
+import peewee as pw
+
+from shared import migrations, schema
+from shared.config import ConfigError, Settings
+from shared.database import (
+    DatabaseConfigError,
+    DatabaseUnavailable,
+    backend_name,
+    connect_or_explain,
+    db,
+    describe_connection_error,
+    init_db,
+    redact_url,
+    server_version,
+)
+from shared.models import MODELS
+
+
+def fail(message: str, code: int = 1):
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def with_database(command):
+    """Open the configured database first; any problem becomes one clear line, not a traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            settings = Settings.from_env()
+            database = init_db(settings.database_url)
+            connect_or_explain(database, settings.database_url)
+        except (ConfigError, DatabaseConfigError, DatabaseUnavailable) as exc:
+            fail(str(exc))
+        try:
+            return command(settings, *args, **kwargs)
+        except migrations.MigrationError as exc:
+            fail(str(exc))
+        except (pw.OperationalError, pw.InterfaceError) as exc:
+            fail(describe_connection_error(settings.database_url, exc))
+        except pw.DatabaseError as exc:
+            fail(f"database error: {' '.join(str(exc).split())}")
+        finally:
+            if not db.is_closed():
+                db.close()
+
+    return wrapper
+
+
+@click.group("db")
+def db_group():
+    """Database: migrations, schema verification, reset and seed."""
+
+
+@db_group.command("migrate")
+@click.option("--to", "target", help="Stop after this migration.")
+@with_database
+def migrate_cmd(settings, target):
+    """Apply pending migrations."""
+    done = migrations.migrate(db.obj, target)
+    for name in done:
+        click.echo(f"applied {name}")
+    click.echo(f"{len(done)} migration(s) applied" if done else "nothing to migrate: up to date")
+
+
+@db_group.command("status")
+@with_database
+def status_cmd(settings):
+    """List applied and pending migrations."""
+    applied = migrations.applied(db.obj)
+    files = migrations.available()
+    click.echo(f"database: {redact_url(settings.database_url)}")
+    for name in files:
+        click.echo(f"  [{'x' if name in applied else ' '}] {name}")
+    for name in applied:
+        if name not in files:
+            click.echo(f"  [?] {name} (applied, but its file is missing)")
+    todo = [n for n in files if n not in applied]
+    click.echo(f"{len(applied)} applied, {len(todo)} pending")
+
+
+@db_group.command("makemigration")
+@click.argument("name")
+def makemigration_cmd(name):
+    """Generate the next migration from the models (auto-diff). Review it before committing."""
+    try:
+        path = migrations.make_migration(name)
+    except migrations.MigrationError as exc:
+        fail(str(exc))
+    if path is None:
+        click.echo("no changes: the models match the migration history")
+        return
+    click.echo(f"created {path}")
+    click.echo("review it: defaults of JSON fields, data moves, and the rollback()")
+
+
+@db_group.command("rollback")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@with_database
+def rollback_cmd(settings, yes):
+    """Undo the latest applied migration."""
+    applied = migrations.applied(db.obj)
+    if not applied:
+        fail("nothing to roll back: no migration is applied")
+    if not yes:
+        click.confirm(
+            f"Roll back {applied[-1]} on {redact_url(settings.database_url)}?", abort=True
+        )
+    click.echo(f"rolled back {migrations.rollback(db.obj)}")
+
+
+@db_group.command("mark-applied")
+@click.argument("name")
+@with_database
+def mark_applied_cmd(settings, name):
+    """Record a migration as applied without running it (to resolve conflicts)."""
+    migrations.mark_applied(db.obj, name)
+    click.echo(f"marked {name} as applied (not run)")
+
+
+@db_group.command("verify")
+@with_database
+def verify_cmd(settings):
+    """Compare the live schema with the models; exit 1 listing every difference."""
+    problems = schema.verify(MODELS, db.obj)
+    if problems:
+        click.echo(f"schema drift: {len(problems)} difference(s) from the models")
+        for line in problems:
+            click.echo(f"  - {line}")
+        sys.exit(1)
+    click.echo(
+        f"schema matches the models: {len(MODELS)} tables, "
+        f"{schema.index_count(db.obj)} indexes ({backend_name()})"
+    )
+
+
+@db_group.command("check")
+@with_database
+def check_cmd(settings):
+    """Connection test: SELECT 1, backend, server version and latency."""
+    start = time.perf_counter()
+    db.execute_sql("SELECT 1").fetchone()
+    latency_ms = (time.perf_counter() - start) * 1000
+    click.echo(f"ok: {backend_name()} ({server_version()}) at {redact_url(settings.database_url)}")
+    click.echo(f"SELECT 1 in {latency_ms:.2f} ms")
+
+
+@db_group.command("reset")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@with_database
+def reset_cmd(settings, yes):
+    """Drop every table, then migrate. Destructive; refused when DEVMETRICS_ENV=production."""
+    if settings.is_production:
+        fail("refusing to reset: DEVMETRICS_ENV=production")
+    if not yes:
+        click.confirm(
+            f"Drop ALL tables and data in {redact_url(settings.database_url)}?", abort=True
+        )
+    dropped = drop_all_tables(db.obj)
+    click.echo(f"dropped {dropped} table(s)")
+    for name in migrations.migrate(db.obj):
+        click.echo(f"applied {name}")
+
+
+def drop_all_tables(database) -> int:
+    tables = database.get_tables()
+    with database.atomic():
+        if backend_name(database) == "sqlite":
+            database.execute_sql("PRAGMA defer_foreign_keys = ON")
+        for table in tables:
+            quoted = '"' + table.replace('"', '""') + '"'
+            cascade = " CASCADE" if backend_name(database) == "postgresql" else ""
+            database.execute_sql(f"DROP TABLE IF EXISTS {quoted}{cascade}")
+    return len(tables)
+
+
+@db_group.command("seed")
+@with_database
+def seed_cmd(settings):
+    """Load the demo data set (idempotent: a second run changes nothing)."""
+    from shared.seed import seed
+
+    ok, reason = migrations.is_up_to_date(db.obj)
+    if not ok:
+        fail(f"cannot seed: {reason} (run `devmetrics db migrate` first)")
+    report = seed()
+    for line in report.lines():
+        click.echo(line)

@@ -1,0 +1,60 @@
+"""All DevMetrics tables. `MODELS` is the list migrations are generated from.
+
+Index policy: every index is chosen for a query the services run. A foreign key whose
+column already leads a composite index is declared `index=False`, since that composite
+index serves both the lookups and the ON DELETE checks.
+"""
+
+from shared.models.activity import Commit, Event, Issue, PullRequest
+from shared.models.base import BaseModel, utcnow
+from shared.models.core import Organization, User, UserOrganization
+from shared.models.enums import (
+    Channel,
+    DeliveryStatus,
+    EventStatus,
+    IssueState,
+    Plan,
+    PullRequestState,
+    RiskLevel,
+    Role,
+    Sensitivity,
+)
+from shared.models.metrics import AIReview, DeveloperMetric, TeamMetric
+from shared.models.notifications import NotificationLog, NotificationRule
+from shared.models.repository import Repository, RepositoryStats
+from shared.models.security import ApiKey, AuditLog
+
+# Concrete models only, in dependency order (the migration auto-diff's source of truth).
+MODELS = [
+    User,
+    Organization,
+    UserOrganization,
+    Repository,
+    RepositoryStats,
+    Event,
+    Commit,
+    PullRequest,
+    Issue,
+    DeveloperMetric,
+    TeamMetric,
+    AIReview,
+    NotificationRule,
+    NotificationLog,
+    ApiKey,
+    AuditLog,
+]
+
+__all__ = [m.__name__ for m in MODELS] + [
+    "MODELS",
+    "BaseModel",
+    "utcnow",
+    "Channel",
+    "DeliveryStatus",
+    "EventStatus",
+    "IssueState",
+    "Plan",
+    "PullRequestState",
+    "RiskLevel",
+    "Role",
+    "Sensitivity",
+]

@@ -1,0 +1,142 @@
+"""Activity: raw webhook events and what they become."""
+
+import peewee as pw
+
+from shared.models.base import BaseModel, EnumField, UTCDateTimeField, utcnow
+from shared.models.core import Organization, User
+from shared.models.enums import EventStatus, IssueState, PullRequestState
+from shared.models.repository import Repository
+
+
+class Event(BaseModel):
+    """A webhook delivery (or backfilled API record), stored as received before processing."""
+
+    source = pw.CharField(max_length=32, default="github")
+    delivery_id = pw.CharField(max_length=128)
+    event_type = pw.CharField(max_length=64)
+    action = pw.CharField(max_length=64, null=True)
+    repository = pw.ForeignKeyField(Repository, null=True, on_delete="CASCADE", index=False)
+    organization = pw.ForeignKeyField(Organization, null=True, on_delete="CASCADE", index=False)
+    payload = pw.JSONField(default=dict)
+    received_at = UTCDateTimeField(default=utcnow)
+    status = EnumField(EventStatus, default=EventStatus.PENDING)
+    attempts = pw.IntegerField(default=0)
+    last_error = pw.TextField(null=True)
+    next_attempt_at = UTCDateTimeField(null=True)
+    processed_at = UTCDateTimeField(null=True)
+
+    class Meta:
+        table_name = "events"
+        indexes = (
+            (("source", "delivery_id"), True),
+            (("status", "received_at"), False),
+            (("status", "next_attempt_at"), False),
+            (("organization", "received_at"), False),
+            (("repository", "received_at"), False),
+            (("event_type", "received_at"), False),
+        )
+
+
+class Commit(BaseModel):
+    repository = pw.ForeignKeyField(Repository, backref="commits", on_delete="CASCADE", index=False)
+    organization = pw.ForeignKeyField(Organization, on_delete="CASCADE", index=False)
+    sha = pw.CharField(max_length=64)
+    author = pw.ForeignKeyField(
+        User, null=True, backref="commits", on_delete="SET NULL", index=False
+    )
+    author_login = pw.CharField(max_length=100, null=True)
+    author_email = pw.CharField(max_length=320, null=True)
+    author_name = pw.CharField(max_length=255, null=True)
+    message = pw.TextField(default="")
+    additions = pw.IntegerField(default=0)
+    deletions = pw.IntegerField(default=0)
+    files_changed = pw.IntegerField(default=0)
+    authored_at = UTCDateTimeField()
+    committed_at = UTCDateTimeField()
+    branch = pw.CharField(max_length=255, null=True)
+    pushed_at = UTCDateTimeField(null=True)
+    created_at = UTCDateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "commits"
+        indexes = (
+            (("repository", "sha"), True),
+            (("organization", "authored_at"), False),
+            (("repository", "authored_at"), False),
+            (("repository", "branch", "pushed_at"), False),
+            (("author", "authored_at"), False),
+            (("author_login", "authored_at"), False),
+        )
+
+
+class PullRequest(BaseModel):
+    repository = pw.ForeignKeyField(
+        Repository, backref="pull_requests", on_delete="CASCADE", index=False
+    )
+    organization = pw.ForeignKeyField(Organization, on_delete="CASCADE", index=False)
+    number = pw.IntegerField()
+    github_id = pw.BigIntegerField(null=True, unique=True)
+    author = pw.ForeignKeyField(
+        User, null=True, backref="pull_requests", on_delete="SET NULL", index=False
+    )
+    author_login = pw.CharField(max_length=100, null=True)
+    title = pw.TextField(default="")
+    body = pw.TextField(null=True)
+    state = EnumField(PullRequestState, default=PullRequestState.OPEN)
+    draft = pw.BooleanField(default=False)
+    base_ref = pw.CharField(max_length=255)
+    head_ref = pw.CharField(max_length=255)
+    head_sha = pw.CharField(max_length=64, null=True)
+    additions = pw.IntegerField(default=0)
+    deletions = pw.IntegerField(default=0)
+    changed_files = pw.IntegerField(default=0)
+    commits_count = pw.IntegerField(default=0)
+    review_comments = pw.IntegerField(default=0)
+    created_at = UTCDateTimeField()
+    ready_at = UTCDateTimeField(null=True)
+    first_commit_at = UTCDateTimeField(null=True)
+    first_review_at = UTCDateTimeField(null=True)
+    approved_at = UTCDateTimeField(null=True)
+    merged_at = UTCDateTimeField(null=True)
+    closed_at = UTCDateTimeField(null=True)
+    merge_commit_sha = pw.CharField(max_length=64, null=True)
+    updated_at = UTCDateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "pull_requests"
+        indexes = (
+            (("repository", "number"), True),
+            (("repository", "state"), False),  # open PRs per repository
+            (("repository", "head_ref"), False),  # commits pushed to a PR's branch
+            (("organization", "state"), False),
+            (("organization", "created_at"), False),
+            (("organization", "merged_at"), False),
+            (("author", "created_at"), False),
+        )
+
+
+class Issue(BaseModel):
+    repository = pw.ForeignKeyField(Repository, backref="issues", on_delete="CASCADE", index=False)
+    organization = pw.ForeignKeyField(Organization, on_delete="CASCADE", index=False)
+    number = pw.IntegerField()
+    github_id = pw.BigIntegerField(null=True, unique=True)
+    author = pw.ForeignKeyField(
+        User, null=True, backref="issues", on_delete="SET NULL", index=False
+    )
+    author_login = pw.CharField(max_length=100, null=True)
+    title = pw.TextField(default="")
+    state = EnumField(IssueState, default=IssueState.OPEN)
+    labels = pw.JSONField(default=list)
+    created_at = UTCDateTimeField()
+    closed_at = UTCDateTimeField(null=True)
+    updated_at = UTCDateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "issues"
+        indexes = (
+            (("repository", "number"), True),
+            (("repository", "state"), False),
+            (("organization", "created_at"), False),
+            (("organization", "closed_at"), False),
+            (("author", "created_at"), False),
+        )

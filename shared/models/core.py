@@ -1,0 +1,59 @@
+"""Core: people, organizations and who belongs where."""
+
+import peewee as pw
+
+from shared.models.base import BaseModel, EnumField, UTCDateTimeField, utcnow
+from shared.models.enums import Plan, Role
+
+
+class User(BaseModel):
+    """A GitHub identity that signed in (or that activity was attributed to)."""
+
+    github_id = pw.BigIntegerField(unique=True)
+    login = pw.CharField(max_length=100, index=True)
+    name = pw.CharField(max_length=255, null=True)
+    email = pw.CharField(max_length=320, null=True, index=True)
+    avatar_url = pw.TextField(null=True)
+    is_bot = pw.BooleanField(default=False)
+    # Fernet ciphertext (shared.crypto); never the plaintext token.
+    oauth_token_encrypted = pw.TextField(null=True)
+    last_login_at = UTCDateTimeField(null=True)
+    created_at = UTCDateTimeField(default=utcnow)
+    updated_at = UTCDateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "users"
+        indexes = ((("created_at",), False),)
+
+
+class Organization(BaseModel):
+    name = pw.CharField(max_length=255)
+    slug = pw.CharField(max_length=100, unique=True)
+    plan = EnumField(Plan, default=Plan.FREE)
+    is_personal = pw.BooleanField(default=False)
+    # The GitHub account (org or user login) whose repositories this org connects.
+    github_login = pw.CharField(max_length=100, null=True, index=True)
+    settings = pw.JSONField(default=dict)
+    created_at = UTCDateTimeField(default=utcnow)
+    updated_at = UTCDateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "organizations"
+        indexes = ((("plan", "created_at"), False),)
+
+
+class UserOrganization(BaseModel):
+    user = pw.ForeignKeyField(User, backref="memberships", on_delete="CASCADE", index=False)
+    organization = pw.ForeignKeyField(
+        Organization, backref="memberships", on_delete="CASCADE", index=False
+    )
+    role = EnumField(Role, default=Role.MEMBER)
+    created_at = UTCDateTimeField(default=utcnow)
+    updated_at = UTCDateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "user_organizations"
+        indexes = (
+            (("user", "organization"), True),
+            (("organization", "role"), False),
+        )

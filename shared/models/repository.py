@@ -1,0 +1,68 @@
+"""Repositories an organization connected, and their daily counters."""
+
+import peewee as pw
+
+from shared.models.base import BaseModel, EnumField, UTCDateTimeField, utcnow
+from shared.models.core import Organization
+from shared.models.enums import Sensitivity
+
+
+class Repository(BaseModel):
+    organization = pw.ForeignKeyField(
+        Organization, backref="repositories", on_delete="CASCADE", index=False
+    )
+    # Unknown until GitHub metadata (API or first webhook) arrives; unique once known.
+    github_id = pw.BigIntegerField(unique=True, null=True)
+    full_name = pw.CharField(max_length=255, index=True)
+    default_branch = pw.CharField(max_length=255, default="main")
+    language = pw.CharField(max_length=64, null=True)
+    private = pw.BooleanField(default=False)
+    sensitivity = EnumField(Sensitivity, default=Sensitivity.INTERNAL)
+    # Fernet ciphertext of the webhook HMAC secret (shared.crypto).
+    webhook_secret_encrypted = pw.TextField(null=True)
+    is_active = pw.BooleanField(default=True)
+    connected_at = UTCDateTimeField(default=utcnow)
+    disconnected_at = UTCDateTimeField(null=True)
+    created_at = UTCDateTimeField(default=utcnow)
+    updated_at = UTCDateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "repositories"
+        indexes = (
+            (("organization", "full_name"), True),
+            (("organization", "is_active"), False),
+            (("organization", "sensitivity"), False),
+        )
+
+
+class RepositoryStats(BaseModel):
+    """One repository's activity on one UTC day (written by the metrics service)."""
+
+    repository = pw.ForeignKeyField(
+        Repository, backref="daily_stats", on_delete="CASCADE", index=False
+    )
+    organization = pw.ForeignKeyField(Organization, on_delete="CASCADE", index=False)
+    date = pw.DateField()
+    commits = pw.IntegerField(default=0)
+    additions = pw.IntegerField(default=0)
+    deletions = pw.IntegerField(default=0)
+    contributors = pw.IntegerField(default=0)
+    prs_opened = pw.IntegerField(default=0)
+    prs_merged = pw.IntegerField(default=0)
+    prs_closed = pw.IntegerField(default=0)
+    reviews = pw.IntegerField(default=0)
+    review_comments = pw.IntegerField(default=0)
+    issues_opened = pw.IntegerField(default=0)
+    issues_closed = pw.IntegerField(default=0)
+    deployments = pw.IntegerField(default=0)
+    failed_deployments = pw.IntegerField(default=0)
+    cycle_time_median_s = pw.FloatField(null=True)
+    computed_at = UTCDateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "repository_stats"
+        indexes = (
+            (("repository", "date"), True),
+            (("organization", "date"), False),
+            (("date",), False),
+        )

@@ -1,0 +1,50 @@
+"""Security: API keys and the audit log."""
+
+import peewee as pw
+
+from shared.models.base import BaseModel, UTCDateTimeField, utcnow
+from shared.models.core import Organization, User
+
+
+class ApiKey(BaseModel):
+    """`dm_<prefix>_<secret>`: looked up by its public prefix, checked with bcrypt."""
+
+    organization = pw.ForeignKeyField(
+        Organization, backref="api_keys", on_delete="CASCADE", index=False
+    )
+    created_by = pw.ForeignKeyField(User, null=True, on_delete="SET NULL")
+    name = pw.CharField(max_length=255)
+    prefix = pw.CharField(max_length=32, unique=True)
+    key_hash = pw.CharField(max_length=255)
+    scopes = pw.JSONField(default=list)
+    expires_at = UTCDateTimeField(null=True)
+    last_used_at = UTCDateTimeField(null=True)
+    revoked_at = UTCDateTimeField(null=True)
+    created_at = UTCDateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "api_keys"
+        indexes = ((("organization", "revoked_at"), False),)
+
+
+class AuditLog(BaseModel):
+    organization = pw.ForeignKeyField(Organization, null=True, on_delete="CASCADE", index=False)
+    actor_user = pw.ForeignKeyField(User, null=True, on_delete="SET NULL", index=False)
+    actor_api_key = pw.ForeignKeyField(ApiKey, null=True, on_delete="SET NULL")
+    action = pw.CharField(max_length=100)
+    target_type = pw.CharField(max_length=64, null=True)
+    target_id = pw.CharField(max_length=64, null=True)
+    ip = pw.CharField(max_length=45, null=True)
+    user_agent = pw.TextField(null=True)
+    metadata = pw.JSONField(default=dict)
+    created_at = UTCDateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "audit_logs"
+        indexes = (
+            (("organization", "created_at"), False),
+            (("organization", "action", "created_at"), False),
+            (("actor_user", "created_at"), False),
+            (("target_type", "target_id"), False),
+            (("created_at",), False),  # retention deletes by age across orgs
+        )
