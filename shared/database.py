@@ -70,10 +70,10 @@ class PostgresPool(PooledPostgresqlDatabase):
 def redact_url(url: str) -> str:
     """The URL without its password, safe to print."""
     parsed = urlparse(url)
-    if parsed.password:
-        netloc = parsed.netloc.replace(f":{parsed.password}@", ":***@")
-        parsed = parsed._replace(netloc=netloc)
-    return urlunparse(parsed)
+    if not parsed.password:
+        return url
+    netloc = parsed.netloc.replace(f":{parsed.password}@", ":***@")
+    return urlunparse(parsed._replace(netloc=netloc))
 
 
 def backend_of(url: str) -> str:

@@ -10,6 +10,7 @@ from unittest import mock
 import peewee as pw
 from peewee_migrate import Router, auto
 from peewee_migrate.logs import logger as migrate_logger
+from peewee_migrate.router import compile_migrations
 
 from shared.models import MODELS
 
@@ -87,19 +88,32 @@ def _field_to_code(field: pw.Field, *, space: bool = True, **_kwargs) -> str:
     return _Column(field).get_field(" " if space else "")
 
 
-def make_migration(name: str) -> Path | None:
-    """Write the next migration: the diff from the history's end state to `shared.models`.
+def _history_router() -> Router:
+    """A router over an in-memory database: the history's end state, with no server needed."""
+    return router(pw.SqliteDatabase(":memory:"))
 
-    The history is replayed in memory, so this needs no database. Returns the new file,
-    or None when the models match the history.
+
+def model_changes() -> str:
+    """The migration code that would take the history's end state to `shared.models`
+    ("" when they match)."""
+    r = _history_router()
+    with mock.patch.object(auto, "field_to_code", _field_to_code):
+        for name in r.diff:
+            r.run_one(name, r.migrator, fake=True)
+        return compile_migrations(r.migrator, list(MODELS))
+
+
+def make_migration(name: str) -> Path | None:
+    """Write the next migration from the diff between the history and `shared.models`.
+
+    Returns the new file, or None when the models match the history.
     """
     if not NAME_RE.match(name):
         raise MigrationError(
             f"migration name {name!r} must be lowercase letters, digits and underscores"
         )
-    scratch = pw.SqliteDatabase(":memory:")
     with mock.patch.object(auto, "field_to_code", _field_to_code):
-        created = router(scratch).create(name, auto=list(MODELS))
+        created = _history_router().create(name, auto=list(MODELS))
     if not created:
         return None
     path = MIGRATIONS_DIR / f"{created}.py"

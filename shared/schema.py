@@ -60,6 +60,9 @@ class Table:
     columns: dict[str, Column] = field(default_factory=dict)
     indexes: set[Index] = field(default_factory=set)
     foreign_keys: set[ForeignKey] = field(default_factory=set)
+    # Only a live database reports these (peewee defaults are applied in Python, not DDL).
+    defaults: dict[str, str | None] | None = None
+    checks: set[str] | None = None
 
 
 def _normalize_type(ddl: str, backend: str) -> str:
@@ -128,15 +131,19 @@ def _describe_pg_table(database, name: str) -> Table:
     table = Table()
     rows = database.execute_sql(
         """
-        SELECT a.attname, format_type(a.atttypid, a.atttypmod), NOT a.attnotnull
+        SELECT a.attname, format_type(a.atttypid, a.atttypmod), NOT a.attnotnull,
+               pg_get_expr(d.adbin, d.adrelid)
         FROM pg_attribute a
+        LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
         WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped
         ORDER BY a.attnum
         """,
         (_quote(name),),
     ).fetchall()
-    for col, typ, nullable in rows:
+    table.defaults = {}
+    for col, typ, nullable, default in rows:
         table.columns[col] = Column(_normalize_type(typ, "postgresql"), nullable)
+        table.defaults[col] = default
     rows = database.execute_sql(
         """
         SELECT i.indisunique,
@@ -162,6 +169,12 @@ def _describe_pg_table(database, name: str) -> Table:
         (_quote(name),),
     ).fetchall()
     table.foreign_keys = {ForeignKey(c, rt, rc, _PG_ON_DELETE[d]) for c, rt, rc, d in rows}
+    rows = database.execute_sql(
+        "SELECT pg_get_constraintdef(oid) FROM pg_constraint "
+        "WHERE contype = 'c' AND conrelid = %s::regclass",
+        (_quote(name),),
+    ).fetchall()
+    table.checks = {r[0] for r in rows}
     return table
 
 
@@ -172,11 +185,17 @@ def _quote(identifier: str) -> str:
 def _describe_sqlite_table(database, name: str) -> Table:
     table = Table()
     quoted = _quote(name)
-    for _cid, col, typ, notnull, _default, pk in database.execute_sql(
+    table.defaults = {}
+    for _cid, col, typ, notnull, default, pk in database.execute_sql(
         f"PRAGMA table_info({quoted})"
     ).fetchall():
         # SQLite lets a primary key column be NULL-able in its catalog; it never is.
         table.columns[col] = Column(_normalize_type(typ, "sqlite"), not notnull and not pk)
+        table.defaults[col] = default
+    ddl = database.execute_sql(
+        "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
+    ).fetchone()[0]
+    table.checks = set(re.findall(r"CHECK\s*\((?:[^()]|\([^()]*\))*\)", ddl, flags=re.I))
     for _seq, idx_name, unique, origin, _partial in database.execute_sql(
         f"PRAGMA index_list({quoted})"
     ).fetchall():
@@ -222,6 +241,17 @@ def diff_schemas(expected: dict[str, Table], actual: dict[str, Table]) -> list[s
             problems.append(f"{name}: missing {fk}")
         for fk in sorted(act.foreign_keys - exp.foreign_keys, key=str):
             problems.append(f"{name}: extra {fk} (not declared by the model)")
+        if exp.defaults is not None and act.defaults is not None:
+            for col in sorted(exp.defaults.keys() & act.defaults.keys()):
+                if exp.defaults[col] != act.defaults[col]:
+                    problems.append(
+                        f"{name}.{col}: default is {act.defaults[col]!r}, "
+                        f"expected {exp.defaults[col]!r}"
+                    )
+        if exp.checks is not None and act.checks is not None and exp.checks != act.checks:
+            problems.append(
+                f"{name}: check constraints are {sorted(act.checks)}, expected {sorted(exp.checks)}"
+            )
     return sorted(problems)
 
 

@@ -17,7 +17,6 @@ from shared.database import (
     backend_name,
     connect_or_explain,
     db,
-    describe_connection_error,
     init_db,
     redact_url,
     server_version,
@@ -45,9 +44,7 @@ def with_database(command):
             return command(settings, *args, **kwargs)
         except migrations.MigrationError as exc:
             fail(str(exc))
-        except (pw.OperationalError, pw.InterfaceError) as exc:
-            fail(describe_connection_error(settings.database_url, exc))
-        except pw.DatabaseError as exc:
+        except (pw.DatabaseError, pw.InterfaceError) as exc:
             fail(f"database error: {' '.join(str(exc).split())}")
         finally:
             if not db.is_closed():
@@ -173,13 +170,19 @@ def reset_cmd(settings, yes):
 
 def drop_all_tables(database) -> int:
     tables = database.get_tables()
-    with database.atomic():
-        if backend_name(database) == "sqlite":
-            database.execute_sql("PRAGMA defer_foreign_keys = ON")
-        for table in tables:
-            quoted = '"' + table.replace('"', '""') + '"'
-            cascade = " CASCADE" if backend_name(database) == "postgresql" else ""
-            database.execute_sql(f"DROP TABLE IF EXISTS {quoted}{cascade}")
+    sqlite = backend_name(database) == "sqlite"
+    if sqlite:
+        # Dropping a parent before its children would trip the foreign-key checks;
+        # the pragma only takes effect outside a transaction.
+        database.execute_sql("PRAGMA foreign_keys = OFF")
+    try:
+        with database.atomic():
+            for table in tables:
+                quoted = '"' + table.replace('"', '""') + '"'
+                database.execute_sql(f"DROP TABLE IF EXISTS {quoted}{'' if sqlite else ' CASCADE'}")
+    finally:
+        if sqlite:
+            database.execute_sql("PRAGMA foreign_keys = ON")
     return len(tables)
 
 
