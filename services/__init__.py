@@ -1,0 +1,1 @@
+"""The four DevMetrics services (accounts, activity, metrics, notifications)."""
