@@ -7,7 +7,7 @@ DEVMETRICS := $(BIN)/devmetrics
 # The tests create (and drop) throwaway databases on this server.
 TEST_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 
-.PHONY: install run test test-postgres test-sqlite lint format migrate migrate-status \
+.PHONY: install run up down test test-postgres test-sqlite lint format migrate migrate-status \
         migration verify-schema db-check reset seed clean
 
 $(STAMP): pyproject.toml requirements.lock
@@ -19,12 +19,24 @@ $(STAMP): pyproject.toml requirements.lock
 
 install: $(STAMP)
 
-# Until the services land, `run` prepares the embedded database and reports its state.
+# Migrate (and seed an empty database), then the four services and the workers under one
+# process manager; Ctrl-C stops them all. DATABASE_URL unset = embedded SQLite file.
 run: install
 	$(DEVMETRICS) db migrate
-	$(DEVMETRICS) db seed
-	$(DEVMETRICS) db verify
-	$(DEVMETRICS) db check
+	$(DEVMETRICS) db seed --if-empty
+	@h=$${HOST:-127.0.0.1}; \
+	echo "DevMetrics is starting (Ctrl-C stops everything):"; \
+	echo "  accounts       http://$$h:$${ACCOUNTS_PORT:-8001}/docs"; \
+	echo "  activity       http://$$h:$${ACTIVITY_PORT:-8002}/docs"; \
+	echo "  metrics        http://$$h:$${METRICS_PORT:-8003}/docs"; \
+	echo "  notifications  http://$$h:$${NOTIFICATIONS_PORT:-8004}/docs"
+	PATH="$(CURDIR)/$(BIN):$$PATH" exec $(BIN)/honcho start -f Procfile
+
+up:
+	docker compose up --build -d
+
+down:
+	docker compose down
 
 test: install
 	$(MAKE) --no-print-directory test-postgres

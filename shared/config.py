@@ -7,6 +7,17 @@ from dataclasses import dataclass, field
 
 DEFAULT_DATABASE_URL = "sqlite:///devmetrics.db"
 
+# The four services and their default ports. NAME_PORT (e.g. ACCOUNTS_PORT) moves a service
+# on this machine; NAME_URL (e.g. ACCOUNTS_URL) points at it anywhere else.
+SERVICES = {
+    "accounts": 8001,
+    "activity": 8002,
+    "metrics": 8003,
+    "notifications": 8004,
+}
+# Used only outside production when INTERNAL_API_TOKEN is unset, so a fresh clone runs.
+DEVELOPMENT_INTERNAL_TOKEN = "devmetrics-development-internal-token"
+
 
 class ConfigError(ValueError):
     """A setting is missing or malformed; the message names it."""
@@ -32,7 +43,10 @@ class Settings:
     database_pool_max: int = 10
     environment: str = "development"
     secret_key: str | None = None
-    extra: dict = field(default_factory=dict)
+    internal_api_token: str = DEVELOPMENT_INTERNAL_TOKEN
+    service_urls: dict = field(default_factory=dict)
+    introspection_cache_seconds: float = 5.0
+    log_level: str = "INFO"
 
     @property
     def is_production(self) -> bool:
@@ -47,10 +61,31 @@ class Settings:
             raise ConfigError(
                 f"DATABASE_POOL_MIN ({pool_min}) must not exceed DATABASE_POOL_MAX ({pool_max})"
             )
+        environment = (env.get("DEVMETRICS_ENV") or "development").strip().lower()
+        token = env.get("INTERNAL_API_TOKEN") or ""
+        if not token:
+            if environment == "production":
+                raise ConfigError("INTERNAL_API_TOKEN must be set when DEVMETRICS_ENV=production")
+            token = DEVELOPMENT_INTERNAL_TOKEN
+        service_urls = {
+            name: (
+                env.get(f"{name.upper()}_URL")
+                or f"http://127.0.0.1:{env.get(f'{name.upper()}_PORT') or port}"
+            ).rstrip("/")
+            for name, port in SERVICES.items()
+        }
+        try:
+            cache_seconds = float(env.get("INTROSPECTION_CACHE_SECONDS") or 5)
+        except ValueError:
+            raise ConfigError("INTROSPECTION_CACHE_SECONDS must be a number") from None
         return cls(
             database_url=env.get("DATABASE_URL") or DEFAULT_DATABASE_URL,
             database_pool_min=pool_min,
             database_pool_max=pool_max,
-            environment=(env.get("DEVMETRICS_ENV") or "development").strip().lower(),
+            environment=environment,
             secret_key=env.get("DEVMETRICS_SECRET_KEY") or None,
+            internal_api_token=token,
+            service_urls=service_urls,
+            introspection_cache_seconds=cache_seconds,
+            log_level=(env.get("LOG_LEVEL") or "INFO").upper(),
         )

@@ -64,5 +64,9 @@ def split_api_key(plaintext: str) -> str | None:
     return parts[1]
 
 
+# A real hash of nothing, so a lookup miss costs the same bcrypt time as a wrong secret.
+DUMMY_HASH = "$2b$12$C6UzMDM.H6dfI/f/IKcEeO5hL9uBd6s3Oj8WqY1m3Tq9kZp7v6o0K"
+
+
 def check_api_key(plaintext: str, key_hash: str) -> bool:
     return bcrypt.checkpw(plaintext.encode(), key_hash.encode())

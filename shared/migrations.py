@@ -123,6 +123,15 @@ def make_migration(name: str) -> Path | None:
     return path
 
 
+def pending_names(database) -> list[str] | None:
+    """Migrations not yet applied, read without side effects (the router would create its
+    history table); None when the database has no migration history at all."""
+    if MIGRATE_TABLE not in database.get_tables():
+        return None
+    done = {row[0] for row in database.execute_sql(f"SELECT name FROM {MIGRATE_TABLE}")}
+    return [name for name in available() if name not in done]
+
+
 def is_up_to_date(database) -> tuple[bool, str]:
     """(True, "") when every migration is applied; else (False, the reason)."""
     try:

@@ -6,7 +6,7 @@ import peewee as pw
 import pytest
 
 from shared.database import db
-from shared.models import MODELS, Event, Repository, UserOrganization
+from shared.models import MODELS, Event, InboxMessage, Job, Repository, UserOrganization
 
 UNIQUE_INDEXES = sorted(
     (
@@ -61,6 +61,8 @@ def one_row_per_table(seeded):
         organization=repo.organization_id,
         payload={"ref": "refs/heads/main"},
     )
+    Job.create(queue="outbox", dedupe_key="m-1", payload={"topic": "t"})
+    InboxMessage.create(consumer="metrics", message_id="m-1", topic="t")
     return seeded
 
 
@@ -108,7 +110,7 @@ def test_membership_pair_is_unique_but_a_new_pair_is_fine(seeded):
 def test_every_unique_constraint_is_covered():
     # The parametrized test above is generated from the models; make sure it saw them all.
     names = {f"{m._meta.table_name}({','.join(c)})" for m, c in UNIQUE_INDEXES}
-    assert len(names) == 18
+    assert len(names) == 20
     assert "events(source,delivery_id)" in names
     assert "notification_logs(rule,event_key)" in names
     assert "ai_reviews(pull_request,head_sha,provider)" in names

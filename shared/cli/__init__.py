@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import click
 
+from shared.cli.apikey import apikey_group
 from shared.cli.db import db_group
+from shared.cli.worker import worker_cmd
 
 
 @click.group()
@@ -13,3 +15,5 @@ def main():
 
 
 main.add_command(db_group)
+main.add_command(apikey_group)
+main.add_command(worker_cmd)

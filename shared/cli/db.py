@@ -2,55 +2,15 @@
 
 from __future__ import annotations
 
-import functools
 import sys
 import time
 
 import click
-import peewee as pw
 
 from shared import migrations, schema
-from shared.config import ConfigError, Settings
-from shared.database import (
-    DatabaseConfigError,
-    DatabaseUnavailable,
-    backend_name,
-    connect_or_explain,
-    db,
-    init_db,
-    redact_url,
-    server_version,
-)
-from shared.models import MODELS
-
-
-def fail(message: str, code: int = 1):
-    click.echo(f"error: {message}", err=True)
-    sys.exit(code)
-
-
-def with_database(command):
-    """Open the configured database first; any problem becomes one clear line, not a traceback."""
-
-    @functools.wraps(command)
-    def wrapper(*args, **kwargs):
-        try:
-            settings = Settings.from_env()
-            database = init_db(settings.database_url)
-            connect_or_explain(database, settings.database_url)
-        except (ConfigError, DatabaseConfigError, DatabaseUnavailable) as exc:
-            fail(str(exc))
-        try:
-            return command(settings, *args, **kwargs)
-        except migrations.MigrationError as exc:
-            fail(str(exc))
-        except (pw.DatabaseError, pw.InterfaceError) as exc:
-            fail(f"database error: {' '.join(str(exc).split())}")
-        finally:
-            if not db.is_closed():
-                db.close()
-
-    return wrapper
+from shared.cli.common import fail, with_database
+from shared.database import backend_name, db, redact_url, server_version
+from shared.models import MODELS, Organization
 
 
 @click.group("db")
@@ -187,14 +147,18 @@ def drop_all_tables(database) -> int:
 
 
 @db_group.command("seed")
+@click.option("--if-empty", is_flag=True, help="Only seed a database with no organization yet.")
 @with_database
-def seed_cmd(settings):
+def seed_cmd(settings, if_empty):
     """Load the demo data set (idempotent: a second run changes nothing)."""
     from shared.seed import seed
 
     ok, reason = migrations.is_up_to_date(db.obj)
     if not ok:
         fail(f"cannot seed: {reason} (run `devmetrics db migrate` first)")
+    if if_empty and Organization.select().exists():
+        click.echo("seed: skipped, the database already has data")
+        return
     report = seed()
     for line in report.lines():
         click.echo(line)

@@ -13,12 +13,14 @@ from shared.models.enums import (
     DeliveryStatus,
     EventStatus,
     IssueState,
+    JobStatus,
     Plan,
     PullRequestState,
     RiskLevel,
     Role,
     Sensitivity,
 )
+from shared.models.jobs import InboxMessage, Job
 from shared.models.metrics import AIReview, DeveloperMetric, TeamMetric
 from shared.models.notifications import NotificationLog, NotificationRule
 from shared.models.repository import Repository, RepositoryStats
@@ -43,6 +45,8 @@ MODELS = [
     ApiKey,
     AuditLog,
 ]
+# Infrastructure tables beyond the 16 of the product's schema.
+MODELS += [Job, InboxMessage]
 
 __all__ = [m.__name__ for m in MODELS] + [
     "MODELS",
@@ -52,6 +56,7 @@ __all__ = [m.__name__ for m in MODELS] + [
     "DeliveryStatus",
     "EventStatus",
     "IssueState",
+    "JobStatus",
     "Plan",
     "PullRequestState",
     "RiskLevel",

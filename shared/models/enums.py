@@ -62,3 +62,10 @@ class DeliveryStatus(StrEnum):
     FAILED = "FAILED"
     DEAD = "DEAD"
     SUPPRESSED = "SUPPRESSED"  # matched, but within the rule's cooldown
+
+
+class JobStatus(StrEnum):
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"  # claimed by a worker until locked_until
+    DONE = "DONE"
+    DEAD = "DEAD"  # failed max_attempts times, kept for inspection

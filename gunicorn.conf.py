@@ -1,0 +1,42 @@
+"""gunicorn settings for every DevMetrics service (one file; environment overrides).
+
+gunicorn -c gunicorn.conf.py --bind 127.0.0.1:8001 'services.accounts:create_app()'
+"""
+
+import os
+import shutil
+import tempfile
+
+bind = os.environ.get("BIND", "127.0.0.1:8000")
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+worker_class = "gthread"
+threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
+graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "20"))  # SIGTERM: finish
+keepalive = 5
+max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "0"))
+max_requests_jitter = 50 if max_requests else 0
+accesslog = "-"  # stdout
+errorlog = "-"
+access_log_format = (
+    '{"ts":"%(t)s","access":true,"method":"%(m)s","path":"%(U)s","query":"%(q)s",'
+    '"status":%(s)s,"bytes":"%(B)s","duration_us":%(D)s,"request_id":"%({x-request-id}o)s",'
+    '"remote":"%(h)s","agent":"%(a)s"}'
+)
+
+# Prometheus: all workers write to one folder so /metrics adds them up. It must be set
+# before the app (and prometheus_client) is imported, hence here.
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="devmetrics-prom-")
+_prometheus_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    if _prometheus_dir.startswith(tempfile.gettempdir()) and "devmetrics-prom-" in _prometheus_dir:
+        shutil.rmtree(_prometheus_dir, ignore_errors=True)

@@ -1,0 +1,14 @@
+"""Notifications service (port 8004): alert rules, deliveries, digests."""
+
+from shared.web.app import create_service_app
+
+
+def create_app(config=None):
+    from services.notifications.views import rules
+
+    return create_service_app(
+        "notifications",
+        config,
+        blueprints=[rules],
+        description="Alert rules; Slack, webhook and e-mail delivery; digests.",
+    )

@@ -1,0 +1,48 @@
+"""What every `devmetrics` command shares: one-line errors and opening the database."""
+
+from __future__ import annotations
+
+import functools
+import sys
+
+import click
+import peewee as pw
+
+from shared import migrations
+from shared.config import ConfigError, Settings
+from shared.database import (
+    DatabaseConfigError,
+    DatabaseUnavailable,
+    connect_or_explain,
+    db,
+    init_db,
+)
+
+
+def fail(message: str, code: int = 1):
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def with_database(command):
+    """Open the configured database first; any problem becomes one clear line, not a traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            settings = Settings.from_env()
+            database = init_db(settings.database_url)
+            connect_or_explain(database, settings.database_url)
+        except (ConfigError, DatabaseConfigError, DatabaseUnavailable) as exc:
+            fail(str(exc))
+        try:
+            return command(settings, *args, **kwargs)
+        except migrations.MigrationError as exc:
+            fail(str(exc))
+        except (pw.DatabaseError, pw.InterfaceError) as exc:
+            fail(f"database error: {' '.join(str(exc).split())}")
+        finally:
+            if not db.is_closed():
+                db.close()
+
+    return wrapper

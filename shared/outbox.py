@@ -1,0 +1,56 @@
+"""The transactional outbox: a message to another service is a row written in the same
+transaction as the change it announces, delivered later by `devmetrics worker outbox`."""
+
+from __future__ import annotations
+
+import uuid
+
+from shared import jobs
+from shared.config import SERVICES
+from shared.http import ServiceClient, ServiceUnavailable
+from shared.models import Job
+
+QUEUE = "outbox"
+
+
+class PermanentFailure(RuntimeError):
+    """Retrying cannot help (the receiver rejected the message); the job goes DEAD."""
+
+
+class MessageRejected(ValueError):
+    """A receiving handler's verdict that a message can never be applied (answered 422)."""
+
+
+def publish(destination: str, topic: str, payload: dict, *, organization=None) -> str:
+    """Queue `payload` for `destination`'s inbox; call inside the transaction of the change.
+    Returns the message id, which the receiver uses to apply it exactly once."""
+    if destination not in SERVICES:
+        raise ValueError(f"unknown service {destination!r}")
+    message_id = uuid.uuid4().hex
+    jobs.enqueue(
+        QUEUE,
+        {"destination": destination, "topic": topic, "payload": payload, "id": message_id},
+        dedupe_key=message_id,
+        organization=organization,
+        max_attempts=20,
+    )
+    return message_id
+
+
+def deliver(job: Job) -> None:
+    """Outbox worker handler: POST the message to its destination's inbox."""
+    message = job.payload
+    client = ServiceClient(message["destination"])
+    try:
+        response = client.post(
+            "/internal/v1/messages",
+            json={"id": message["id"], "topic": message["topic"], "payload": message["payload"]},
+        )
+    except ServiceUnavailable as exc:
+        raise RuntimeError(str(exc)) from exc
+    if response.status_code in (200, 201, 202):
+        return
+    detail = f"{message['destination']} answered {response.status_code}: {response.text[:300]}"
+    if 400 <= response.status_code < 500 and response.status_code not in (408, 429):
+        raise PermanentFailure(detail)
+    raise RuntimeError(detail)

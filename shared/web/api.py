@@ -1,0 +1,59 @@
+"""flask-smorest set up once: error format, strict schemas, pagination over Peewee queries."""
+
+from __future__ import annotations
+
+import marshmallow as ma
+from flask_smorest import Api as SmorestApi
+from flask_smorest import Page
+from werkzeug.exceptions import HTTPException
+
+from shared.models import Organization
+
+
+class Api(SmorestApi):
+    """Every error is JSON `{code, status, message, errors}`, whatever raised it."""
+
+    def handle_http_exception(self, error: HTTPException):
+        payload, code, headers = super().handle_http_exception(error)
+        payload.setdefault("message", error.description or error.name)
+        payload.setdefault("errors", {})
+        if code >= 500:
+            # Never a traceback or an internal detail in a response.
+            payload["message"] = "internal error"
+        return payload, code, headers
+
+
+class Schema(ma.Schema):
+    """Base schema: unknown body fields are rejected (422 naming them). Query strings keep
+    webargs' default of ignoring extras, as several schemas share one query string."""
+
+    class Meta:
+        unknown = ma.RAISE
+        ordered = True
+
+
+class PeeweePage(Page):
+    """flask-smorest pagination over a Peewee query: LIMIT/OFFSET plus one COUNT."""
+
+    @property
+    def items(self):
+        return list(self.collection.paginate(self.page_params.page, self.page_params.page_size))
+
+    @property
+    def item_count(self):
+        return self.collection.count()
+
+
+class OrgSchema(Schema):
+    id = ma.fields.Integer(dump_only=True)
+    slug = ma.fields.String(dump_only=True)
+    name = ma.fields.String(dump_only=True)
+    plan = ma.fields.String(dump_only=True)
+    is_personal = ma.fields.Boolean(dump_only=True)
+
+
+def find_org(ref: str) -> Organization | None:
+    """An organization by slug (or numeric id)."""
+    if ref.isdigit():
+        return Organization.get_or_none(Organization.id == int(ref))
+    return Organization.get_or_none(Organization.slug == ref)

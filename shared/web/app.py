@@ -1,0 +1,172 @@
+"""The one way a DevMetrics service becomes a Flask app: every cross-cutting concern
+(database, errors, OpenAPI and /docs, health, metrics, logs, request ids, auth plumbing,
+the internal message inbox) is set up here; each service only adds its blueprints."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+
+import peewee as pw
+from flask import Flask, Response, g, jsonify, request, send_from_directory
+from swagger_ui_bundle import swagger_ui_path
+
+from shared import migrations
+from shared.config import Settings
+from shared.database import db, init_db
+from shared.observability import (
+    REQUEST_ID_HEADER,
+    clear_request_id,
+    configure_logging,
+    metrics_payload,
+    observe_request,
+    set_request_id,
+)
+from shared.web.api import Api
+from shared.web.auth import IntrospectionClient
+from shared.web.inbox import make_inbox_blueprint
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 25 * 1024 * 1024  # GitHub caps webhook payloads at 25 MB
+
+
+def create_service_app(
+    service: str,
+    config: dict | None = None,
+    *,
+    blueprints: Iterable = (),
+    message_handlers: dict[str, Callable] | None = None,
+    resolve_token: Callable | None = None,
+    description: str = "",
+) -> Flask:
+    settings = Settings.from_env()
+    app = Flask(f"devmetrics.{service}")
+    app.config.update(
+        SERVICE_NAME=service,
+        DATABASE_URL=settings.database_url,
+        MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
+        API_TITLE=f"DevMetrics {service} service",
+        API_VERSION="v1",
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/",
+        OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="/docs",
+        OPENAPI_SWAGGER_UI_URL="/docs/assets/",  # served from this app: /docs works offline
+        API_SPEC_OPTIONS={
+            "info": {"description": description or f"DevMetrics {service} service"},
+            "components": {
+                "securitySchemes": {
+                    "bearerAuth": {
+                        "type": "http",
+                        "scheme": "bearer",
+                        "description": "An API key (dm_...) or a session token",
+                    }
+                }
+            },
+            "security": [{"bearerAuth": []}],
+        },
+        READINESS_CACHE_SECONDS=5.0,
+    )
+    app.config.update(config or {})
+    if not app.config.get("TESTING"):
+        configure_logging(service, settings.log_level)
+
+    # The tests hand in their (already migrated, transaction-wrapped) database.
+    if app.config.get("DATABASE") is not None:
+        db.initialize(app.config["DATABASE"])
+    else:
+        init_db(app.config["DATABASE_URL"])
+
+    app.extensions["devmetrics"] = {
+        "settings": settings,
+        "resolve_token": resolve_token or IntrospectionClient(settings.introspection_cache_seconds),
+    }
+
+    _register_request_hooks(app, service)
+    _register_platform_routes(app)
+
+    api = Api(app)
+    api.register_blueprint(make_inbox_blueprint(service, message_handlers or {}))
+    for blueprint in blueprints:
+        api.register_blueprint(blueprint)
+    app.extensions["devmetrics"]["api"] = api
+    return app
+
+
+def _register_request_hooks(app: Flask, service: str) -> None:
+    @app.before_request
+    def start_request():
+        g.request_id = set_request_id(request.headers.get(REQUEST_ID_HEADER))
+        g.started = time.perf_counter()
+        db.connect(reuse_if_open=True)
+
+    @app.after_request
+    def finish_request(response: Response):
+        response.headers[REQUEST_ID_HEADER] = g.get("request_id", "")
+        endpoint = request.url_rule.rule if request.url_rule else "unmatched"
+        elapsed = time.perf_counter() - g.get("started", time.perf_counter())
+        observe_request(service, request.method, endpoint, response.status_code, elapsed)
+        return response
+
+    @app.teardown_request
+    def release_connection(exc):
+        # Back to the pool; a test's surrounding transaction keeps its connection.
+        if not db.is_closed() and not db.in_transaction():
+            db.close()
+        clear_request_id()
+
+    @app.errorhandler(pw.OperationalError)
+    @app.errorhandler(pw.InterfaceError)
+    def database_unavailable(exc):
+        log.error("database unavailable: %s", " ".join(str(exc).split()))
+        body = {
+            "code": 503,
+            "status": "Service Unavailable",
+            "message": "database unavailable, retry shortly",
+            "errors": {},
+        }
+        return jsonify(body), 503, {"Retry-After": "1"}
+
+
+def _register_platform_routes(app: Flask) -> None:
+    state = {"checked_at": 0.0, "ready": (False, "not checked")}
+
+    @app.get("/healthz")
+    def healthz():
+        return {"status": "ok", "service": app.config["SERVICE_NAME"]}
+
+    @app.get("/readyz")
+    def readyz():
+        now = time.monotonic()
+        if now - state["checked_at"] > app.config["READINESS_CACHE_SECONDS"]:
+            state["ready"] = _readiness()
+            state["checked_at"] = now
+        ready, reason = state["ready"]
+        body = {"status": "ready" if ready else "not ready", "service": app.config["SERVICE_NAME"]}
+        if not ready:
+            body["reason"] = reason
+        return body, 200 if ready else 503
+
+    @app.get("/metrics")
+    def prometheus_metrics():
+        payload, content_type = metrics_payload()
+        return Response(payload, content_type=content_type)
+
+    @app.get("/docs/assets/<path:filename>")
+    def swagger_assets(filename):
+        return send_from_directory(str(swagger_ui_path), filename, max_age=3600)
+
+
+def _readiness() -> tuple[bool, str]:
+    try:
+        db.execute_sql("SELECT 1")
+    except (pw.OperationalError, pw.InterfaceError) as exc:
+        return False, f"database unreachable: {' '.join(str(exc).split())}"
+    pending = migrations.pending_names(db.obj)
+    if pending is None:
+        return False, "database not migrated: run `devmetrics db migrate`"
+    if pending:
+        return False, f"{len(pending)} pending migration(s): {', '.join(pending)}"
+    return True, ""

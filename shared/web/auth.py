@@ -1,0 +1,109 @@
+"""Who is calling: bearer tokens resolved through accounts' introspection, and one decorator
+that checks organization, scope and role for every endpoint of every service."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import threading
+import time
+from collections import OrderedDict
+from functools import wraps
+
+from flask import current_app, g, request
+from flask_smorest import abort
+
+from shared.http import ServiceClient, ServiceUnavailable
+from shared.models import Role
+from shared.permissions import Principal
+from shared.web.api import find_org
+
+
+class IntrospectionClient:
+    """Asks accounts who a token is. Positive answers are cached for a few seconds so bcrypt
+    is not paid per request; a revoked key therefore stops working within that TTL."""
+
+    def __init__(self, ttl_seconds: float, client: ServiceClient | None = None, max_entries=10_000):
+        self.ttl = ttl_seconds
+        self.client = client or ServiceClient("accounts")
+        self.max_entries = max_entries
+        self._cache: OrderedDict[str, tuple[float, dict]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __call__(self, token: str, org_ref: str | None) -> dict:
+        key = hashlib.sha256(f"{org_ref}\0{token}".encode()).hexdigest()
+        now = time.monotonic()
+        with self._lock:
+            hit = self._cache.get(key)
+            if hit and hit[0] > now:
+                return hit[1]
+        response = self.client.post(
+            "/internal/v1/auth/introspect", json={"token": token, "org": org_ref}
+        )
+        if response.status_code != 200:
+            raise ServiceUnavailable(f"accounts introspection answered {response.status_code}")
+        data = response.json()
+        if data.get("active") and self.ttl > 0:
+            with self._lock:
+                self._cache[key] = (now + self.ttl, data)
+                while len(self._cache) > self.max_entries:
+                    self._cache.popitem(last=False)
+        return data
+
+
+def bearer_token() -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+def require(scope: str | None = None, role: Role = Role.VIEWER, org_param: str = "org"):
+    """Authenticate the caller; for routes with an `org` path parameter, answer 404 unless
+    the caller belongs to that organization, then check the scope (keys) or role (users)."""
+
+    def decorator(view):
+        @wraps(view)
+        def wrapper(*args, **kwargs):
+            token = bearer_token()
+            if token is None:
+                abort(401, message="missing bearer token (Authorization: Bearer <token>)")
+            org_ref = kwargs.get(org_param)
+            try:
+                data = current_app.extensions["devmetrics"]["resolve_token"](token, org_ref)
+            except ServiceUnavailable:
+                abort(503, message="authentication service unavailable, retry shortly")
+            if not data.get("active"):
+                abort(401, message="invalid, expired or revoked token")
+            principal = Principal.from_introspection(data)
+            if org_ref is not None:
+                org = find_org(str(org_ref))
+                # Another org's resources are "not found", never "forbidden".
+                if org is None or org.id != principal.org_id:
+                    abort(404, message="organization not found")
+                g.org = org
+            if not principal.allows(scope, role):
+                needed = f"scope {scope!r}" if principal.kind == "api_key" else f"role {role}"
+                abort(403, message=f"this token lacks {needed}")
+            g.principal = principal
+            return view(*args, **kwargs)
+
+        wrapper._devmetrics_auth = {"scope": scope, "role": str(role)}
+        return wrapper
+
+    return decorator
+
+
+def internal_only(view):
+    """`/internal/...` routes: only the service token (compared in constant time)."""
+
+    @wraps(view)
+    def wrapper(*args, **kwargs):
+        token = bearer_token() or ""
+        expected = current_app.extensions["devmetrics"]["settings"].internal_api_token
+        if not hmac.compare_digest(token.encode(), expected.encode()):
+            abort(401, message="internal route: service token required")
+        return view(*args, **kwargs)
+
+    return wrapper

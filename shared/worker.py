@@ -1,0 +1,84 @@
+"""`devmetrics worker NAME`: a loop that claims jobs of one queue and runs its handler.
+
+Several workers of the same kind may run at once (claims never overlap). SIGTERM or
+SIGINT lets the current job finish, then the worker exits.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import signal
+import socket
+import threading
+from collections.abc import Callable
+
+from shared import jobs
+from shared.database import db
+from shared.observability import JOBS, clear_request_id, set_request_id
+
+log = logging.getLogger(__name__)
+
+# name -> (queue, "module:function" handler taking a Job). Services add theirs here.
+WORKERS: dict[str, tuple[str, str]] = {
+    "outbox": ("outbox", "shared.outbox:deliver"),
+}
+
+
+def handler_for(name: str) -> tuple[str, Callable]:
+    if name not in WORKERS:
+        raise KeyError(f"unknown worker {name!r} (known: {', '.join(sorted(WORKERS))})")
+    queue, target = WORKERS[name]
+    module, _, function = target.partition(":")
+    return queue, getattr(importlib.import_module(module), function)
+
+
+def run_batch(queue: str, handler: Callable, worker_id: str, limit: int = 10) -> int:
+    """Claim and run one batch; returns how many jobs were claimed."""
+    from shared.outbox import PermanentFailure
+
+    claimed = jobs.claim(queue, worker_id, limit=limit)
+    for job in claimed:
+        set_request_id(f"job-{queue}-{job.id}")
+        try:
+            handler(job)
+        except PermanentFailure as exc:
+            jobs.fail(job, str(exc), permanent=True)
+            JOBS.labels(queue, "dead").inc()
+            log.error("job failed permanently", extra={"job_id": job.id, "error": str(exc)})
+        except Exception as exc:  # any failure: retried with backoff, up to max_attempts
+            status = jobs.fail(job, f"{type(exc).__name__}: {exc}")
+            JOBS.labels(queue, "retry" if status == "PENDING" else "dead").inc()
+            log.warning(
+                "job failed", extra={"job_id": job.id, "error": str(exc), "next": str(status)}
+            )
+        else:
+            jobs.complete(job)
+            JOBS.labels(queue, "done").inc()
+        finally:
+            clear_request_id()
+    return len(claimed)
+
+
+def run(name: str, *, once: bool = False, poll_seconds: float = 1.0, stop=None) -> None:
+    queue, handler = handler_for(name)
+    stop = stop or threading.Event()
+    worker_id = f"{socket.gethostname()}:{os.getpid()}:{name}"
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+    log.info("worker started", extra={"worker": worker_id, "queue": queue})
+    while not stop.is_set():
+        try:
+            claimed = run_batch(queue, handler, worker_id)
+        except Exception as exc:  # the database went away: wait and try again
+            log.error("worker cannot claim jobs", extra={"error": str(exc)})
+            claimed = 0
+            if not db.is_closed() and not db.in_transaction():
+                db.close()
+        if once:
+            break
+        if not claimed:
+            stop.wait(poll_seconds)
+    log.info("worker stopped", extra={"worker": worker_id})
