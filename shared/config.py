@@ -43,7 +43,7 @@ class Settings:
     database_pool_max: int = 10
     environment: str = "development"
     secret_key: str | None = None
-    internal_api_token: str = DEVELOPMENT_INTERNAL_TOKEN
+    internal_api_token: str | None = DEVELOPMENT_INTERNAL_TOKEN
     service_urls: dict = field(default_factory=dict)
     introspection_cache_seconds: float = 5.0
     log_level: str = "INFO"
@@ -51,6 +51,11 @@ class Settings:
     @property
     def is_production(self) -> bool:
         return self.environment == "production"
+
+    def require_internal_token(self) -> str:
+        if not self.internal_api_token:
+            raise ConfigError("INTERNAL_API_TOKEN must be set when DEVMETRICS_ENV=production")
+        return self.internal_api_token
 
     @classmethod
     def from_env(cls, env: dict | None = None) -> Settings:
@@ -62,11 +67,11 @@ class Settings:
                 f"DATABASE_POOL_MIN ({pool_min}) must not exceed DATABASE_POOL_MAX ({pool_max})"
             )
         environment = (env.get("DEVMETRICS_ENV") or "development").strip().lower()
-        token = env.get("INTERNAL_API_TOKEN") or ""
-        if not token:
-            if environment == "production":
-                raise ConfigError("INTERNAL_API_TOKEN must be set when DEVMETRICS_ENV=production")
-            token = DEVELOPMENT_INTERNAL_TOKEN
+        # Checked by require_internal_token() where it is used (services, workers), so
+        # database commands still run in production without it.
+        token = env.get("INTERNAL_API_TOKEN") or (
+            None if environment == "production" else DEVELOPMENT_INTERNAL_TOKEN
+        )
         service_urls = {
             name: (
                 env.get(f"{name.upper()}_URL")

@@ -57,7 +57,7 @@ class ServiceClient:
         settings = settings or Settings.from_env()
         self.service = service
         self.base_url = (base_url or settings.service_urls[service]).rstrip("/")
-        self._token = settings.internal_api_token
+        self._token = settings.require_internal_token()
 
     def request(self, method: str, path: str, **kwargs) -> requests.Response:
         headers = kwargs.pop("headers", {}) or {}

@@ -69,7 +69,7 @@ def test_risk_score_is_checked_by_the_database(seeded):
 def test_every_org_scoped_row_names_its_organization():
     from shared.models import MODELS
 
-    unscoped = {"users", "organizations", "audit_logs", "events"}
+    unscoped = {"users", "organizations", "audit_logs", "events", "jobs", "inbox_messages"}
     for model in MODELS:
         if model._meta.table_name in unscoped:
             continue

@@ -42,6 +42,7 @@ def create_service_app(
     description: str = "",
 ) -> Flask:
     settings = Settings.from_env()
+    settings.require_internal_token()  # refuse to start without it in production
     app = Flask(f"devmetrics.{service}")
     app.config.update(
         SERVICE_NAME=service,
@@ -100,7 +101,8 @@ def _register_request_hooks(app: Flask, service: str) -> None:
     def start_request():
         g.request_id = set_request_id(request.headers.get(REQUEST_ID_HEADER))
         g.started = time.perf_counter()
-        db.connect(reuse_if_open=True)
+        # No connection up front: peewee connects on the first query, so /healthz answers
+        # (and /readyz explains) even while the database is down.
 
     @app.after_request
     def finish_request(response: Response):

@@ -101,7 +101,7 @@ def internal_only(view):
     @wraps(view)
     def wrapper(*args, **kwargs):
         token = bearer_token() or ""
-        expected = current_app.extensions["devmetrics"]["settings"].internal_api_token
+        expected = current_app.extensions["devmetrics"]["settings"].require_internal_token()
         if not hmac.compare_digest(token.encode(), expected.encode()):
             abort(401, message="internal route: service token required")
         return view(*args, **kwargs)
