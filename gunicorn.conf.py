@@ -24,6 +24,33 @@ access_log_format = (
     '"remote":"%(h)s","agent":"%(a)s"}'
 )
 
+# gunicorn's own messages as JSON lines too, like the services' logs.
+logconfig_dict = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "json": {"()": "shared.observability.JsonFormatter", "service": "gunicorn"},
+        "access": {"format": "%(message)s"},
+    },
+    "handlers": {
+        "error": {
+            "class": "logging.StreamHandler",
+            "formatter": "json",
+            "stream": "ext://sys.stdout",
+        },
+        "access": {
+            "class": "logging.StreamHandler",
+            "formatter": "access",
+            "stream": "ext://sys.stdout",
+        },
+    },
+    "root": {"handlers": ["error"], "level": "INFO"},
+    "loggers": {
+        "gunicorn.error": {"handlers": ["error"], "level": "INFO", "propagate": False},
+        "gunicorn.access": {"handlers": ["access"], "level": "INFO", "propagate": False},
+    },
+}
+
 # Prometheus: all workers write to one folder so /metrics adds them up. It must be set
 # before the app (and prometheus_client) is imported, hence here.
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

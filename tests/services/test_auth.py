@@ -1,6 +1,7 @@
 """Bearer tokens on every service: resolved by accounts over real HTTP, checked by one
 decorator (401 unauthenticated, 403 wrong scope, 404 another organization)."""
 
+import json
 import re
 import time
 
@@ -153,3 +154,30 @@ def test_introspection_is_a_real_http_call_carrying_the_request_id(stack):
         timeout=5,
         what="accounts' access log line",
     )
+
+
+def test_lists_are_paginated_with_a_capped_page_size(stack):
+    key = stack.keys["CI pipeline"]
+    url = stack.url("activity") + "/api/v1/orgs/techcorp/repositories"
+    headers = {"Authorization": f"Bearer {key}"}
+    page = requests.get(url, params={"page": 2, "page_size": 1}, headers=headers, timeout=5)
+    assert page.status_code == 200 and len(page.json()) == 1
+    assert json.loads(page.headers["X-Pagination"])["total"] == 2
+    too_big = requests.get(url, params={"page_size": 1000}, headers=headers, timeout=5)
+    assert too_big.status_code == 422 and "page_size" in too_big.json()["errors"]["query"]
+    bad_date = requests.get(
+        stack.url("metrics") + "/api/v1/orgs/techcorp/metrics/daily",
+        params={"from": "2026-13-01"},
+        headers=headers,
+        timeout=5,
+    )
+    assert bad_date.status_code == 422 and "from" in bad_date.json()["errors"]["query"]
+
+
+def test_service_logs_are_json_lines_with_request_ids(stack):
+    requests.get(
+        stack.url("accounts") + "/healthz", headers={"X-Request-ID": "log-check-1"}, timeout=5
+    )
+    lines = [json.loads(line) for line in stack.log("accounts").splitlines() if line.strip()]
+    assert any(entry.get("request_id") == "log-check-1" for entry in lines)
+    assert all("ts" in entry for entry in lines)
