@@ -1,6 +1,7 @@
 """ON DELETE rules: an organization's data goes with it; people and history survive."""
 
 from shared.models import (
+    MODELS,
     AIReview,
     ApiKey,
     AuditLog,
@@ -14,26 +15,12 @@ from shared.models import (
     PullRequest,
     Repository,
     RepositoryStats,
-    TeamMetric,
     User,
     UserOrganization,
 )
 
-ORG_SCOPED = [
-    UserOrganization,
-    Repository,
-    RepositoryStats,
-    Commit,
-    PullRequest,
-    Issue,
-    DeveloperMetric,
-    TeamMetric,
-    AIReview,
-    NotificationRule,
-    NotificationLog,
-    ApiKey,
-    AuditLog,
-]
+# Every table that carries an organization (new ones are covered automatically).
+ORG_SCOPED = [m for m in MODELS if "organization" in m._meta.fields]
 
 
 def counts(org):
