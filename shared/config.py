@@ -36,17 +36,36 @@ def _int_env(env: dict, name: str, default: int, minimum: int = 0) -> int:
     return value
 
 
+def _float_env(env: dict, name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str = DEFAULT_DATABASE_URL
     database_pool_min: int = 1
     database_pool_max: int = 10
     environment: str = "development"
-    secret_key: str | None = None
+    encryption_keys: tuple[str, ...] = ()
+    key_file: str | None = None  # development only: where a generated key is kept
     internal_api_token: str | None = DEVELOPMENT_INTERNAL_TOKEN
     service_urls: dict = field(default_factory=dict)
     introspection_cache_seconds: float = 5.0
     log_level: str = "INFO"
+    github_url: str = "https://github.com"
+    github_api_url: str = "https://api.github.com"
+    github_client_id: str = ""
+    github_client_secret: str = ""
+    github_redirect_uri: str | None = None
+    github_timeout_seconds: float = 10.0
+    session_days: int = 14
+    cookie_secure: bool = False
 
     @property
     def is_production(self) -> bool:
@@ -79,18 +98,30 @@ class Settings:
             ).rstrip("/")
             for name, port in SERVICES.items()
         }
-        try:
-            cache_seconds = float(env.get("INTROSPECTION_CACHE_SECONDS") or 5)
-        except ValueError:
-            raise ConfigError("INTROSPECTION_CACHE_SECONDS must be a number") from None
+        cache_seconds = _float_env(env, "INTROSPECTION_CACHE_SECONDS", 5.0)
         return cls(
             database_url=env.get("DATABASE_URL") or DEFAULT_DATABASE_URL,
             database_pool_min=pool_min,
             database_pool_max=pool_max,
             environment=environment,
-            secret_key=env.get("DEVMETRICS_SECRET_KEY") or None,
+            encryption_keys=tuple(
+                k.strip()
+                for k in (env.get("DEVMETRICS_ENCRYPTION_KEYS") or "").split(",")
+                if k.strip()
+            ),
+            key_file=env.get("DEVMETRICS_KEY_FILE") or None,
             internal_api_token=token,
             service_urls=service_urls,
             introspection_cache_seconds=cache_seconds,
             log_level=(env.get("LOG_LEVEL") or "INFO").upper(),
+            github_url=(env.get("GITHUB_URL") or "https://github.com").rstrip("/"),
+            github_api_url=(env.get("GITHUB_API_URL") or "https://api.github.com").rstrip("/"),
+            github_client_id=env.get("GITHUB_CLIENT_ID") or "",
+            github_client_secret=env.get("GITHUB_CLIENT_SECRET") or "",
+            github_redirect_uri=env.get("GITHUB_REDIRECT_URI") or None,
+            github_timeout_seconds=_float_env(env, "GITHUB_TIMEOUT_SECONDS", 10.0),
+            session_days=_int_env(env, "SESSION_DAYS", 14, minimum=1),
+            # Secure cookies need HTTPS: on by default in production only.
+            cookie_secure=(env.get("COOKIE_SECURE") or str(environment == "production")).lower()
+            in ("1", "true", "yes"),
         )

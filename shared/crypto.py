@@ -1,50 +1,89 @@
-"""Secrets at rest (OAuth tokens, webhook and rule secrets) and API key material."""
+"""Secrets at rest (OAuth tokens, webhook and rule secrets) and API key material.
+
+Encryption is Fernet with the keys in DEVMETRICS_ENCRYPTION_KEYS (comma-separated, newest
+first): new values are encrypted with the newest key, any listed key decrypts, so keys can
+be rotated (`devmetrics keys rotate` re-encrypts everything with the newest). In production
+a missing key is an error; in development one is generated into a local file.
+"""
 
 from __future__ import annotations
 
-import base64
 import hashlib
+import logging
+import os
 import secrets
+from functools import lru_cache
+from pathlib import Path
 
 import bcrypt
-from cryptography.fernet import Fernet, InvalidToken
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
-from shared.config import Settings
+from shared.config import ConfigError, Settings
 
-# Used only outside production when DEVMETRICS_SECRET_KEY is unset, so a fresh clone runs.
-_DEVELOPMENT_SECRET = "devmetrics-development-secret-do-not-use-in-production"
+log = logging.getLogger(__name__)
 
 API_KEY_PREFIX = "dm"
+SESSION_PREFIX = "dms"
 BCRYPT_ROUNDS = 12
+DEVELOPMENT_KEY_FILE = ".devmetrics-encryption-key"
 
 
-class SecretKeyMissing(RuntimeError):
-    pass
+def _load_keys(settings: Settings) -> tuple[str, ...]:
+    if settings.encryption_keys:
+        return settings.encryption_keys
+    if settings.is_production:
+        raise ConfigError(
+            "DEVMETRICS_ENCRYPTION_KEYS must be set when DEVMETRICS_ENV=production "
+            "(generate one with: devmetrics keys generate)"
+        )
+    path = Path(settings.key_file or DEVELOPMENT_KEY_FILE)
+    if not path.exists():
+        path.write_text(Fernet.generate_key().decode() + "\n")
+        os.chmod(path, 0o600)
+        log.warning("generated a development encryption key in %s", path.resolve())
+    return (path.read_text().strip(),)
 
 
-def _fernet(settings: Settings | None = None) -> Fernet:
-    settings = settings or Settings.from_env()
-    secret = settings.secret_key
-    if not secret:
-        if settings.is_production:
-            raise SecretKeyMissing(
-                "DEVMETRICS_SECRET_KEY must be set when DEVMETRICS_ENV=production"
-            )
-        secret = _DEVELOPMENT_SECRET
-    # Any passphrase becomes a valid 32-byte Fernet key.
-    key = base64.urlsafe_b64encode(hashlib.sha256(secret.encode()).digest())
-    return Fernet(key)
+@lru_cache(maxsize=8)
+def _fernet_for(keys: tuple[str, ...]) -> MultiFernet:
+    fernets = []
+    for position, key in enumerate(keys, start=1):
+        try:
+            fernets.append(Fernet(key.strip().encode()))
+        except (ValueError, TypeError):
+            raise ConfigError(
+                f"DEVMETRICS_ENCRYPTION_KEYS: key #{position} is not a Fernet key "
+                "(32 url-safe base64-encoded bytes)"
+            ) from None
+    return MultiFernet(fernets)
+
+
+def fernet(settings: Settings | None = None) -> MultiFernet:
+    return _fernet_for(_load_keys(settings or Settings.from_env()))
+
+
+def check_keys(settings: Settings | None = None) -> None:
+    """Fail now, with a clear message, rather than on the first secret (used at startup)."""
+    fernet(settings)
 
 
 def encrypt(plaintext: str, settings: Settings | None = None) -> str:
-    return _fernet(settings).encrypt(plaintext.encode()).decode()
+    return fernet(settings).encrypt(plaintext.encode()).decode()
 
 
-def decrypt(ciphertext: str, settings: Settings | None = None) -> str:
+def decrypt(ciphertext: str, settings: Settings | None = None, ttl: int | None = None) -> str:
+    """The plaintext; with `ttl`, only if encrypted less than `ttl` seconds ago."""
     try:
-        return _fernet(settings).decrypt(ciphertext.encode()).decode()
+        return fernet(settings).decrypt(ciphertext.encode(), ttl=ttl).decode()
     except InvalidToken:
-        raise ValueError("cannot decrypt: wrong DEVMETRICS_SECRET_KEY or corrupted value") from None
+        raise ValueError(
+            "cannot decrypt: no key in DEVMETRICS_ENCRYPTION_KEYS opens this value"
+        ) from None
+
+
+def reencrypt(ciphertext: str, settings: Settings | None = None) -> str:
+    """The same secret under the newest key."""
+    return fernet(settings).rotate(ciphertext.encode()).decode()
 
 
 def new_api_key() -> tuple[str, str, str]:
@@ -70,3 +109,12 @@ DUMMY_HASH = "$2b$12$C6UzMDM.H6dfI/f/IKcEeO5hL9uBd6s3Oj8WqY1m3Tq9kZp7v6o0K"
 
 def check_api_key(plaintext: str, key_hash: str) -> bool:
     return bcrypt.checkpw(plaintext.encode(), key_hash.encode())
+
+
+def new_session_token() -> str:
+    # 256 bits of randomness: a fast hash (sha256) is enough to store it, unlike passwords.
+    return f"{SESSION_PREFIX}_{secrets.token_urlsafe(32)}"
+
+
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()

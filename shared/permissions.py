@@ -40,7 +40,19 @@ class Principal:
             scopes=tuple(data.get("scopes") or ()),
         )
 
-    def allows(self, scope: str | None, role: Role) -> bool:
+    @property
+    def effective_role(self) -> Role:
+        """A user's role in the org; an API key counts as ADMIN with the admin scope, else
+        as a VIEWER-level reader/writer limited by its scopes."""
+        if self.kind == "api_key":
+            return Role.ADMIN if "admin" in self.scopes else Role.VIEWER
+        return Role(self.role) if self.role else Role.VIEWER
+
+    def allows(self, scope: str | None, role: Role | None) -> bool:
+        """Keys by scope (admin covers all); users by their role in the route's org
+        (`role=None`: a route outside any organization, open to any signed-in user)."""
         if self.kind == "api_key":
             return scope is None or scope in self.scopes or "admin" in self.scopes
-        return ROLE_RANK.get(Role(self.role), 0) >= ROLE_RANK[role] if self.role else False
+        if role is None:
+            return True
+        return bool(self.role) and ROLE_RANK[Role(self.role)] >= ROLE_RANK[role]

@@ -1,64 +1,172 @@
-"""Accounts business logic: API keys and token introspection (no Flask here)."""
+"""Accounts business logic: sign-in, sessions, organizations, members, API keys, audit,
+plan limits and token introspection. Plain functions, no Flask: the views translate."""
 
 from __future__ import annotations
 
 import datetime as dt
+import re
+import secrets
+from dataclasses import dataclass
+
+import peewee as pw
 
 from shared import audit, crypto
+from shared.config import Settings
 from shared.database import db
-from shared.models import ApiKey, Organization, utcnow
-from shared.permissions import SCOPES
+from shared.errors import Conflict, Forbidden, Invalid, NotFound, PlanLimitReached
+from shared.github import GitHub
+from shared.models import (
+    ApiKey,
+    AuditLog,
+    Organization,
+    Plan,
+    Repository,
+    Role,
+    Session,
+    User,
+    UserOrganization,
+    utcnow,
+)
+from shared.permissions import ROLE_RANK, SCOPES, Principal
 
-LAST_USED_RESOLUTION = dt.timedelta(minutes=1)  # at most one write a minute per key
+LAST_USED_RESOLUTION = dt.timedelta(minutes=1)  # at most one write a minute per key/session
 INACTIVE = {"active": False}
+SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,98}[a-z0-9])?$")
+
+# Plan limits: None is unlimited.
+PLAN_LIMITS = {
+    Plan.FREE: {"repositories": 3, "members": 5},
+    Plan.PRO: {"repositories": None, "members": None},
+    Plan.ENTERPRISE: {"repositories": None, "members": None},
+}
+PERSONAL_MEMBER_LIMIT = 1
 
 
-class InvalidScopes(ValueError):
-    pass
+# Sign-in ------------------------------------------------------------------------------
 
 
-def create_api_key(
-    organization: Organization,
-    name: str,
-    scopes: list[str],
-    *,
-    created_by=None,
-    expires_at: dt.datetime | None = None,
-) -> tuple[ApiKey, str]:
-    """A new key; the plaintext is returned here once and never stored."""
-    unknown = sorted(set(scopes) - set(SCOPES))
-    if unknown or not scopes:
-        raise InvalidScopes(
-            f"unknown scope(s): {', '.join(unknown)}" if unknown else "at least one scope"
-        )
-    plaintext, prefix, key_hash = crypto.new_api_key()
+@dataclass
+class SignIn:
+    user: User
+    token: str
+    session: Session
+    created: bool
+
+
+def sign_in_with_github(
+    code: str, redirect_uri: str, *, ip=None, user_agent=None, settings: Settings | None = None
+) -> SignIn:
+    """Exchange the OAuth code, read the GitHub user, then write everything in one
+    transaction: GitHub failing at any step leaves the database untouched."""
+    settings = settings or Settings.from_env()
+    github = GitHub(settings)
+    access_token = github.exchange_code(code, redirect_uri)
+    profile = github.user_with_email(access_token)
+
+    now = utcnow()
     with db.atomic():
-        key = ApiKey.create(
-            organization=organization,
-            name=name,
-            created_by=created_by,
-            prefix=prefix,
-            key_hash=key_hash,
-            scopes=sorted(set(scopes)),
-            expires_at=expires_at,
+        user = User.get_or_none(User.github_id == profile["id"])
+        created = user is None
+        if created:
+            user = User(github_id=profile["id"], created_at=now)
+        user.login = profile["login"]
+        user.name = profile.get("name")
+        user.email = (profile.get("email") or "").lower() or None
+        user.avatar_url = profile.get("avatar_url")
+        user.is_bot = profile.get("type") == "Bot"
+        user.oauth_token_encrypted = crypto.encrypt(access_token, settings)
+        user.last_login_at = now
+        user.save()
+        if created:
+            _create_personal_org(user)
+        token = crypto.new_session_token()
+        session = Session.create(
+            user=user,
+            token_digest=crypto.token_digest(token),
+            expires_at=now + dt.timedelta(days=settings.session_days),
+            ip=ip,
+            user_agent=user_agent,
         )
         audit.record(
-            "api_key.created",
-            organization=organization,
-            target_type="api_key",
-            target_id=key.id,
-            actor_user=created_by,
-            metadata={"name": name, "scopes": key.scopes, "prefix": prefix},
+            "auth.signed_in",
+            actor_user=user.id,
+            target_type="user",
+            target_id=user.id,
+            metadata={"new_user": created, "session_id": session.id},
         )
-    return key, plaintext
+    return SignIn(user, token, session, created)
+
+
+def _create_personal_org(user: User) -> Organization:
+    slug = _free_slug(_slugify(user.login) or f"user-{user.github_id}")
+    org = Organization.create(
+        name=f"{user.name or user.login} (personal)",
+        slug=slug,
+        is_personal=True,
+        github_login=user.login,
+    )
+    UserOrganization.create(user=user, organization=org, role=Role.OWNER)
+    audit.record(
+        "organization.created",
+        organization=org,
+        actor_user=user.id,
+        target_type="organization",
+        target_id=org.id,
+        metadata={"slug": slug, "personal": True},
+    )
+    return org
+
+
+def sign_out(token: str) -> bool:
+    """Revoke the session behind `token`; False when it was not an active session."""
+    with db.atomic():
+        session = _active_session(token)
+        if session is None:
+            return False
+        session.revoked_at = utcnow()
+        session.save()
+        audit.record(
+            "auth.signed_out",
+            actor_user=session.user_id,
+            target_type="user",
+            target_id=session.user_id,
+            metadata={"session_id": session.id},
+        )
+    return True
+
+
+def _active_session(token: str) -> Session | None:
+    if not token.startswith(crypto.SESSION_PREFIX + "_"):
+        return None
+    session = Session.get_or_none(Session.token_digest == crypto.token_digest(token))
+    if session is None or session.revoked_at is not None or session.expires_at <= utcnow():
+        return None
+    return session
+
+
+def me(user_id: int) -> dict:
+    user = User.get_by_id(user_id)
+    memberships = (
+        UserOrganization.select(UserOrganization, Organization)
+        .join(Organization)
+        .where(UserOrganization.user == user_id)
+        .order_by(Organization.name)
+    )
+    return {
+        "user": user,
+        "organizations": [{"organization": m.organization, "role": m.role} for m in memberships],
+    }
+
+
+# Introspection ------------------------------------------------------------------------
 
 
 def introspect(token: str, org_ref: str | None = None) -> dict:
-    """Who `token` is: an active API key (its org and scopes), or inactive.
-
-    Unknown, malformed, revoked and expired tokens get the same answer. Session tokens are
-    issued by the GitHub sign-in (accounts issue) and answered here as well once it lands.
-    """
+    """Who `token` is: an active API key (its org and scopes) or session (the user, and
+    their role in `org_ref` when given), else inactive. Unknown, malformed, revoked and
+    expired tokens all get the same answer."""
+    if token.startswith(crypto.SESSION_PREFIX + "_"):
+        return _introspect_session(token, org_ref)
     prefix = crypto.split_api_key(token)
     if prefix is None:
         return INACTIVE
@@ -88,3 +196,391 @@ def introspect(token: str, org_ref: str | None = None) -> dict:
         "role": None,
         "scopes": list(key.scopes),
     }
+
+
+def _introspect_session(token: str, org_ref: str | None) -> dict:
+    session = _active_session(token)
+    if session is None:
+        return INACTIVE
+    now = utcnow()
+    if session.last_seen_at is None or now - session.last_seen_at >= LAST_USED_RESOLUTION:
+        with db.atomic():
+            Session.update(last_seen_at=now).where(Session.id == session.id).execute()
+    answer = {
+        "active": True,
+        "kind": "session",
+        "key_id": None,
+        "user_id": session.user_id,
+        "organization": None,
+        "role": None,
+        "scopes": [],
+    }
+    if org_ref is not None:
+        org = Organization.by_ref(org_ref)
+        membership = org and UserOrganization.get_or_none(
+            (UserOrganization.user == session.user_id) & (UserOrganization.organization == org)
+        )
+        if membership:
+            answer["organization"] = {"id": org.id, "slug": org.slug}
+            answer["role"] = str(membership.role)
+    return answer
+
+
+# Organizations ------------------------------------------------------------------------
+
+
+def _slugify(name: str) -> str:
+    return re.sub(r"-{2,}", "-", re.sub(r"[^a-z0-9]+", "-", name.lower())).strip("-")[:100]
+
+
+def _free_slug(base: str) -> str:
+    slug, n = base, 1
+    while Organization.select().where(Organization.slug == slug).exists():
+        n += 1
+        slug = f"{base[:95]}-{n}"
+    return slug
+
+
+def organizations_of(user_id: int):
+    return (
+        Organization.select(Organization, UserOrganization.role.alias("role"))
+        .join(UserOrganization)
+        .where(UserOrganization.user == user_id)
+        .order_by(Organization.name)
+    )
+
+
+def create_organization(user_id: int, name: str, slug: str | None = None, settings=None):
+    slug = slug or _slugify(name)
+    if not SLUG_RE.match(slug or ""):
+        raise Invalid("invalid slug", {"slug": ["lowercase letters, digits and dashes"]})
+    with db.atomic():
+        if Organization.select().where(Organization.slug == slug).exists():
+            raise Conflict(f"the slug {slug!r} is taken", {"slug": ["already in use"]})
+        try:
+            with db.atomic():
+                org = Organization.create(name=name, slug=slug, settings=settings or {})
+        except pw.IntegrityError:
+            raise Conflict(f"the slug {slug!r} is taken", {"slug": ["already in use"]}) from None
+        UserOrganization.create(user=user_id, organization=org, role=Role.OWNER)
+        audit.record(
+            "organization.created",
+            organization=org,
+            target_type="organization",
+            target_id=org.id,
+            metadata={"slug": slug, "name": name},
+        )
+    return org
+
+
+def update_organization(org: Organization, principal: Principal, changes: dict) -> Organization:
+    """Name and settings (ADMIN+), plan (OWNER only); one audit entry per kind of change."""
+    with db.atomic():
+        if "plan" in changes and Plan(changes["plan"]) != org.plan:
+            if principal.kind != "session" or principal.effective_role != Role.OWNER:
+                raise Forbidden("only an OWNER can change the plan")
+            new_plan = Plan(changes["plan"])
+            _check_plan_fits(org, new_plan)
+            old = org.plan
+            org.plan = new_plan
+            audit.record(
+                "organization.plan_changed",
+                organization=org,
+                target_type="organization",
+                target_id=org.id,
+                metadata={"from": str(old), "to": str(new_plan)},
+            )
+        if "name" in changes and changes["name"] != org.name:
+            audit.record(
+                "organization.updated",
+                organization=org,
+                target_type="organization",
+                target_id=org.id,
+                metadata={"name": [org.name, changes["name"]]},
+            )
+            org.name = changes["name"]
+        if "settings" in changes:
+            merged = {**(org.settings or {}), **changes["settings"]}
+            if merged != org.settings:
+                audit.record(
+                    "organization.settings_changed",
+                    organization=org,
+                    target_type="organization",
+                    target_id=org.id,
+                    metadata={"changed": sorted(changes["settings"])},
+                )
+                org.settings = merged
+        org.save()
+    return org
+
+
+def delete_organization(org: Organization) -> None:
+    """Delete the organization and (by cascade) all its data. The audit entry of the
+    deletion is kept outside the organization so it survives it."""
+    with db.atomic():
+        audit.record(
+            "organization.deleted",
+            organization=None,
+            target_type="organization",
+            target_id=org.id,
+            metadata={"slug": org.slug, "name": org.name},
+        )
+        Organization.delete().where(Organization.id == org.id).execute()
+
+
+# Plan limits --------------------------------------------------------------------------
+
+
+def limits(org: Organization) -> dict:
+    plan_limits = dict(PLAN_LIMITS[Plan(org.plan)])
+    if org.is_personal:
+        plan_limits["members"] = PERSONAL_MEMBER_LIMIT
+    usage = {
+        "repositories": Repository.select()
+        .where((Repository.organization == org) & (Repository.is_active == True))  # noqa: E712
+        .count(),
+        "members": UserOrganization.select().where(UserOrganization.organization == org).count(),
+    }
+    return {
+        "organization_id": org.id,
+        "plan": str(org.plan),
+        "personal": org.is_personal,
+        "limits": plan_limits,
+        "usage": usage,
+        "can_add": {
+            kind: plan_limits[kind] is None or usage[kind] < plan_limits[kind]
+            for kind in ("repositories", "members")
+        },
+    }
+
+
+def check_can_add(org: Organization, kind: str) -> None:
+    info = limits(org)
+    if not info["can_add"][kind]:
+        limit = info["limits"][kind]
+        what = (
+            "a personal organization"
+            if org.is_personal and kind == "members"
+            else (f"the {info['plan']} plan")
+        )
+        raise PlanLimitReached(
+            f"{what} allows at most {limit} {kind} ({info['usage'][kind]} in use); "
+            "upgrade the plan to add more",
+            {"limit": {kind: limit}},
+        )
+
+
+def _check_plan_fits(org: Organization, plan: Plan) -> None:
+    info = limits(org)
+    for kind, limit in PLAN_LIMITS[plan].items():
+        if org.is_personal and kind == "members":
+            continue
+        if limit is not None and info["usage"][kind] > limit:
+            raise Conflict(
+                f"cannot move to {plan}: {info['usage'][kind]} {kind} exceed its limit of {limit}",
+                {"plan": [f"{kind} limit {limit}"]},
+            )
+
+
+# Members ------------------------------------------------------------------------------
+
+
+def members_of(org: Organization):
+    return (
+        UserOrganization.select(UserOrganization, User)
+        .join(User)
+        .where(UserOrganization.organization == org)
+        .order_by(User.login)
+    )
+
+
+def _can_manage(actor: Principal, current: Role | None, new: Role | None) -> bool:
+    """OWNER manages everyone; ADMIN manages members below ADMIN, to roles below ADMIN."""
+    role = actor.effective_role
+    if role == Role.OWNER:
+        return True
+    if role != Role.ADMIN:
+        return False
+    below_admin = ROLE_RANK[Role.ADMIN]
+    return all(r is None or ROLE_RANK[r] < below_admin for r in (current, new))
+
+
+def add_member(org: Organization, actor: Principal, *, login=None, email=None, role=Role.MEMBER):
+    role = Role(role)
+    if not _can_manage(actor, None, role):
+        raise Forbidden(f"your role cannot add a member as {role}")
+    if login:
+        user = User.get_or_none(pw.fn.LOWER(User.login) == login.lower())
+        who = f"GitHub login {login!r}"
+    else:
+        user = User.get_or_none(User.email == email.lower())
+        who = f"e-mail {email!r}"
+    if user is None:
+        raise NotFound(f"no DevMetrics user with {who}: they must sign in with GitHub once first")
+    with db.atomic():
+        if (
+            UserOrganization.select()
+            .where((UserOrganization.organization == org) & (UserOrganization.user == user))
+            .exists()
+        ):
+            raise Conflict(f"{user.login} is already a member")
+        check_can_add(org, "members")
+        membership = UserOrganization.create(user=user, organization=org, role=role)
+        audit.record(
+            "member.added",
+            organization=org,
+            target_type="user",
+            target_id=user.id,
+            metadata={"login": user.login, "role": str(role)},
+        )
+    membership.user = user
+    return membership
+
+
+def _membership(org: Organization, user_id: int) -> UserOrganization:
+    membership = (
+        UserOrganization.select(UserOrganization, User)
+        .join(User)
+        .where((UserOrganization.organization == org) & (UserOrganization.user == user_id))
+        .first()
+    )
+    if membership is None:
+        raise NotFound("no such member")
+    return membership
+
+
+def _owner_count(org: Organization) -> int:
+    return (
+        UserOrganization.select()
+        .where((UserOrganization.organization == org) & (UserOrganization.role == Role.OWNER))
+        .count()
+    )
+
+
+def change_role(org: Organization, actor: Principal, user_id: int, role) -> UserOrganization:
+    role = Role(role)
+    with db.atomic():
+        membership = _membership(org, user_id)
+        old = Role(membership.role)
+        if old == role:
+            return membership
+        if not _can_manage(actor, old, role):
+            raise Forbidden(f"your role cannot change a {old} to {role}")
+        if old == Role.OWNER and _owner_count(org) == 1:
+            raise Conflict("the last OWNER cannot be demoted; make someone else OWNER first")
+        membership.role = role
+        membership.save()
+        audit.record(
+            "member.role_changed",
+            organization=org,
+            target_type="user",
+            target_id=user_id,
+            metadata={"from": str(old), "to": str(role)},
+        )
+    return membership
+
+
+def remove_member(org: Organization, actor: Principal, user_id: int) -> None:
+    with db.atomic():
+        membership = _membership(org, user_id)
+        role = Role(membership.role)
+        leaving = actor.kind == "session" and actor.user_id == user_id
+        if not leaving and not _can_manage(actor, role, None):
+            raise Forbidden(f"your role cannot remove a {role}")
+        if role == Role.OWNER and _owner_count(org) == 1:
+            raise Conflict("the last OWNER cannot be removed; make someone else OWNER first")
+        membership.delete_instance()
+        audit.record(
+            "member.removed",
+            organization=org,
+            target_type="user",
+            target_id=user_id,
+            metadata={"login": membership.user.login, "role": str(role), "left": leaving},
+        )
+
+
+# API keys -----------------------------------------------------------------------------
+
+
+def create_api_key(
+    organization: Organization,
+    name: str,
+    scopes: list[str],
+    *,
+    created_by=None,
+    expires_at: dt.datetime | None = None,
+) -> tuple[ApiKey, str]:
+    """A new key; the plaintext is returned here once and never stored."""
+    unknown = sorted(set(scopes) - set(SCOPES))
+    if unknown or not scopes:
+        message = f"unknown scope(s): {', '.join(unknown)}" if unknown else "at least one scope"
+        raise Invalid(message, {"scopes": [message]})
+    if expires_at is not None and expires_at <= utcnow():
+        raise Invalid("expires_at is in the past", {"expires_at": ["must be in the future"]})
+    plaintext, prefix, key_hash = crypto.new_api_key()
+    with db.atomic():
+        key = ApiKey.create(
+            organization=organization,
+            name=name,
+            created_by=created_by,
+            prefix=prefix,
+            key_hash=key_hash,
+            scopes=sorted(set(scopes)),
+            expires_at=expires_at,
+        )
+        audit.record(
+            "api_key.created",
+            organization=organization,
+            target_type="api_key",
+            target_id=key.id,
+            actor_user=created_by,
+            metadata={"name": name, "scopes": key.scopes, "prefix": prefix},
+        )
+    return key, plaintext
+
+
+def keys_of(org: Organization):
+    return ApiKey.select().where(ApiKey.organization == org).order_by(ApiKey.created_at.desc())
+
+
+def revoke_api_key(org: Organization, key_id: int) -> ApiKey:
+    with db.atomic():
+        key = ApiKey.get_or_none((ApiKey.id == key_id) & (ApiKey.organization == org))
+        if key is None:
+            raise NotFound("no such API key")
+        if key.revoked_at is None:  # revoking twice is harmless and audited once
+            key.revoked_at = utcnow()
+            key.save()
+            audit.record(
+                "api_key.revoked",
+                organization=org,
+                target_type="api_key",
+                target_id=key.id,
+                metadata={"name": key.name, "prefix": key.prefix},
+            )
+    return key
+
+
+# Audit log ----------------------------------------------------------------------------
+
+
+def audit_entries(org: Organization, *, action=None, actor=None, start=None, end=None):
+    """Newest first. `actor` is a GitHub login or `key:<id>`."""
+    query = AuditLog.select().where(AuditLog.organization == org)
+    if action:
+        query = query.where(AuditLog.action == action)
+    if actor:
+        if actor.startswith("key:") and actor[4:].isdigit():
+            query = query.where(AuditLog.actor_api_key == int(actor[4:]))
+        else:
+            user = User.get_or_none(pw.fn.LOWER(User.login) == actor.lower())
+            query = query.where(AuditLog.actor_user == (user.id if user else -1))
+    if start:
+        query = query.where(AuditLog.created_at >= start)
+    if end:
+        query = query.where(AuditLog.created_at <= end)
+    return query.order_by(AuditLog.created_at.desc(), AuditLog.id.desc())
+
+
+def new_oauth_state() -> str:
+    return secrets.token_urlsafe(24)

@@ -1,36 +1,314 @@
-from flask import g
+import hmac
+
+from flask import after_this_request, current_app, g, redirect, request
 from flask.views import MethodView
-from flask_smorest import Blueprint
+from flask_smorest import Blueprint, abort
 
 from services.accounts import logic
-from services.accounts.schemas import IntrospectRequestSchema, IntrospectResponseSchema
-from shared.web.api import OrgSchema
-from shared.web.auth import internal_only, require
+from services.accounts import schemas as s
+from shared import crypto
+from shared.models import Organization, Role
+from shared.web.api import PeeweePage
+from shared.web.auth import SESSION_COOKIE, bearer_token, internal_only, require
 
+OAUTH_STATE_COOKIE = "devmetrics_oauth_state"
+OAUTH_STATE_SECONDS = 600
+CALLBACK_PATH = "/api/v1/auth/github/callback"
+
+auth = Blueprint("auth", __name__, url_prefix="/api/v1/auth", description="Sign-in with GitHub")
+me_blp = Blueprint("me", __name__, url_prefix="/api/v1/me", description="The signed-in user")
 orgs = Blueprint("orgs", __name__, url_prefix="/api/v1/orgs", description="Organizations")
+members = Blueprint(
+    "members", __name__, url_prefix="/api/v1/orgs/<org>/members", description="Members and roles"
+)
+keys = Blueprint(
+    "api_keys", __name__, url_prefix="/api/v1/orgs/<org>/api-keys", description="API keys"
+)
+audit_blp = Blueprint(
+    "audit_logs",
+    __name__,
+    url_prefix="/api/v1/orgs/<org>/audit-logs",
+    description="The organization's audit log",
+)
 internal = Blueprint(
     "accounts_internal",
     __name__,
     url_prefix="/internal/v1",
-    description="Internal: token introspection for the other services (service token only).",
+    description="Internal: token introspection and plan limits (service token only).",
 )
+
+
+def _settings():
+    return current_app.extensions["devmetrics"]["settings"]
+
+
+def _redirect_uri() -> str:
+    return _settings().github_redirect_uri or request.host_url.rstrip("/") + CALLBACK_PATH
+
+
+def _cookie_args(max_age: int, path: str = "/") -> dict:
+    return {
+        "max_age": max_age,
+        "path": path,
+        "httponly": True,
+        "samesite": "Lax",
+        "secure": _settings().cookie_secure,
+    }
+
+
+# Sign-in ------------------------------------------------------------------------------
+
+
+@auth.route("/github/login")
+class GitHubLogin(MethodView):
+    @auth.doc(security=[], responses={"302": {"description": "To GitHub's consent page"}})
+    def get(self):
+        """Start signing in: redirect to GitHub with a state bound to this browser."""
+        if not _settings().github_client_id:
+            abort(503, message="GitHub sign-in is not configured (GITHUB_CLIENT_ID)")
+        from shared.github import GitHub
+
+        state = logic.new_oauth_state()
+        response = redirect(GitHub(_settings()).authorize_url(state, _redirect_uri()), 302)
+        response.set_cookie(
+            OAUTH_STATE_COOKIE,
+            crypto.encrypt(state),
+            **_cookie_args(OAUTH_STATE_SECONDS, "/api/v1/auth/github"),
+        )
+        return response
+
+
+@auth.route("/github/callback")
+class GitHubCallback(MethodView):
+    @auth.doc(security=[])
+    @auth.arguments(s.CallbackArgsSchema, location="query")
+    @auth.response(200, s.SessionSchema)
+    def get(self, args):
+        """GitHub sends the browser back here: check the state, exchange the code, sign in."""
+        sealed = request.cookies.get(OAUTH_STATE_COOKIE)
+        if args["error"]:
+            abort(
+                400,
+                message=f"GitHub sign-in was not completed: "
+                f"{args['error_description'] or args['error']}",
+            )
+        if not args["code"] or not args["state"]:
+            abort(400, message="the callback needs both code and state")
+        try:
+            expected = crypto.decrypt(sealed, ttl=OAUTH_STATE_SECONDS) if sealed else None
+        except ValueError:
+            expected = None
+        if expected is None:
+            abort(400, message="sign-in state missing or expired: start again")
+        if not hmac.compare_digest(expected, args["state"]):
+            abort(400, message="sign-in state does not match this browser: start again")
+        result = logic.sign_in_with_github(
+            args["code"],
+            _redirect_uri(),
+            ip=request.remote_addr,
+            user_agent=request.headers.get("User-Agent"),
+            settings=_settings(),
+        )
+        settings = _settings()
+
+        @after_this_request
+        def set_session_cookie(response):
+            response.set_cookie(
+                SESSION_COOKIE, result.token, **_cookie_args(settings.session_days * 86400)
+            )
+            response.delete_cookie(OAUTH_STATE_COOKIE, path="/api/v1/auth/github")
+            response.headers["Cache-Control"] = "no-store"
+            return response
+
+        return {"token": result.token, "expires_at": result.session.expires_at, "user": result.user}
+
+
+@auth.route("/logout")
+class Logout(MethodView):
+    @require(role=None, api_keys=False)
+    @auth.response(204)
+    def post(self):
+        """Revoke this session (and clear its cookie)."""
+        logic.sign_out(bearer_token(cookie=True))
+
+        @after_this_request
+        def clear_session_cookie(response):
+            response.delete_cookie(SESSION_COOKIE, path="/")
+            return response
+
+
+@me_blp.route("")
+class Me(MethodView):
+    @require(role=None, api_keys=False)
+    @me_blp.response(200, s.MeSchema)
+    def get(self):
+        """The signed-in user and their organizations with roles."""
+        return logic.me(g.principal.user_id)
+
+
+# Organizations ------------------------------------------------------------------------
+
+
+@orgs.route("")
+class OrganizationList(MethodView):
+    @require(role=None)
+    @orgs.response(200, s.OrgDetailSchema(many=True))
+    @orgs.paginate(PeeweePage)
+    def get(self):
+        """The caller's organizations (an API key sees its own)."""
+        principal = g.principal
+        if principal.kind == "api_key":
+            return Organization.select().where(Organization.id == principal.org_id)
+        return logic.organizations_of(principal.user_id)
+
+    @require(role=None, api_keys=False)
+    @orgs.arguments(s.OrgCreateSchema)
+    @orgs.response(201, s.OrgDetailSchema)
+    def post(self, body):
+        """Create an organization; its creator becomes OWNER."""
+        org = logic.create_organization(
+            g.principal.user_id, body["name"], body.get("slug"), body.get("settings")
+        )
+        org.role = Role.OWNER
+        return org
 
 
 @orgs.route("/<org>")
 class OrganizationDetail(MethodView):
     @require()
-    @orgs.response(200, OrgSchema)
+    @orgs.response(200, s.OrgDetailSchema)
     def get(self, org):
-        """The organization the caller belongs to."""
+        """One organization the caller belongs to."""
+        g.org.role = g.principal.role
         return g.org
+
+    @require(scope="admin", role=Role.ADMIN)
+    @orgs.arguments(s.OrgUpdateSchema)
+    @orgs.response(200, s.OrgDetailSchema)
+    def patch(self, body, org):
+        """Rename, change settings (ADMIN+), or change the plan (OWNER)."""
+        updated = logic.update_organization(g.org, g.principal, body)
+        updated.role = g.principal.role
+        return updated
+
+    @require(role=Role.OWNER, api_keys=False)
+    @orgs.response(204)
+    def delete(self, org):
+        """Delete the organization and all its data (OWNER)."""
+        logic.delete_organization(g.org)
+
+
+# Members ------------------------------------------------------------------------------
+
+
+@members.route("")
+class MemberList(MethodView):
+    @require()
+    @members.response(200, s.MemberSchema(many=True))
+    @members.paginate(PeeweePage)
+    def get(self, org):
+        """Members and their roles."""
+        return logic.members_of(g.org)
+
+    @require(scope="admin", role=Role.ADMIN)
+    @members.arguments(s.MemberAddSchema)
+    @members.response(201, s.MemberSchema)
+    def post(self, body, org):
+        """Add a member by GitHub login or e-mail (they must have signed in once)."""
+        return logic.add_member(
+            g.org, g.principal, login=body.get("login"), email=body.get("email"), role=body["role"]
+        )
+
+
+@members.route("/<int:user_id>")
+class MemberDetail(MethodView):
+    @require(role=Role.VIEWER)
+    @members.arguments(s.MemberUpdateSchema)
+    @members.response(200, s.MemberSchema)
+    def patch(self, body, org, user_id):
+        """Change a member's role (ADMIN: below ADMIN only; OWNER: any)."""
+        return logic.change_role(g.org, g.principal, user_id, body["role"])
+
+    @require(role=Role.VIEWER)
+    @members.response(204)
+    def delete(self, org, user_id):
+        """Remove a member, or leave (anyone may remove themselves but the last OWNER)."""
+        logic.remove_member(g.org, g.principal, user_id)
+
+
+# API keys -----------------------------------------------------------------------------
+
+
+@keys.route("")
+class ApiKeyList(MethodView):
+    @require(scope="admin", role=Role.ADMIN)
+    @keys.response(200, s.ApiKeySchema(many=True))
+    @keys.paginate(PeeweePage)
+    def get(self, org):
+        """The organization's keys (never their secret)."""
+        return logic.keys_of(g.org)
+
+    @require(scope="admin", role=Role.ADMIN)
+    @keys.arguments(s.ApiKeyCreateSchema)
+    @keys.response(201, s.ApiKeyCreatedSchema)
+    def post(self, body, org):
+        """Create a key; the full key is in this response only."""
+        key, plaintext = logic.create_api_key(
+            g.org,
+            body["name"],
+            body["scopes"],
+            expires_at=body["expires_at"],
+            created_by=g.principal.user_id if g.principal.kind == "session" else None,
+        )
+        key.key = plaintext
+        return key
+
+
+@keys.route("/<int:key_id>")
+class ApiKeyDetail(MethodView):
+    @require(scope="admin", role=Role.ADMIN)
+    @keys.response(204)
+    def delete(self, org, key_id):
+        """Revoke a key (it stops working within seconds everywhere)."""
+        logic.revoke_api_key(g.org, key_id)
+
+
+# Audit --------------------------------------------------------------------------------
+
+
+@audit_blp.route("")
+class AuditLogList(MethodView):
+    @require(scope="admin", role=Role.ADMIN)
+    @audit_blp.arguments(s.AuditQuerySchema, location="query")
+    @audit_blp.response(200, s.AuditLogSchema(many=True))
+    @audit_blp.paginate(PeeweePage)
+    def get(self, args, org):
+        """Newest first; filter by action, actor (login or key:<id>) and time range."""
+        return logic.audit_entries(g.org, **args)
+
+
+# Internal -----------------------------------------------------------------------------
 
 
 @internal.route("/auth/introspect")
 class Introspect(MethodView):
     decorators = [internal_only]
 
-    @internal.arguments(IntrospectRequestSchema)
-    @internal.response(200, IntrospectResponseSchema)
+    @internal.arguments(s.IntrospectRequestSchema)
+    @internal.response(200, s.IntrospectResponseSchema)
     def post(self, body):
         """Resolve a bearer token: active or not, organization, user, role, scopes."""
         return logic.introspect(body["token"], body["org"])
+
+
+@internal.route("/orgs/<int:org_id>/limits")
+class Limits(MethodView):
+    decorators = [internal_only]
+
+    @internal.response(200, s.LimitsSchema)
+    def get(self, org_id):
+        """Plan limits and usage (asked by activity before connecting a repository)."""
+        org = Organization.get_or_none(Organization.id == org_id)
+        if org is None:
+            abort(404, message="organization not found")
+        return logic.limits(org)

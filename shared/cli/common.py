@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import sys
 
 import click
@@ -37,10 +38,17 @@ def with_database(command):
             fail(str(exc))
         try:
             return command(settings, *args, **kwargs)
-        except migrations.MigrationError as exc:
+        except (migrations.MigrationError, ConfigError) as exc:
             fail(str(exc))
         except (pw.DatabaseError, pw.InterfaceError) as exc:
             fail(f"database error: {' '.join(str(exc).split())}")
+        except (click.exceptions.Abort, click.exceptions.ClickException):
+            raise
+        except Exception as exc:  # one line for people; DEVMETRICS_DEBUG=1 for the traceback
+            if os.environ.get("DEVMETRICS_DEBUG"):
+                raise
+            detail = " ".join(str(exc).split())
+            fail(f"{type(exc).__name__}: {detail} (DEVMETRICS_DEBUG=1 for details)")
         finally:
             if not db.is_closed():
                 db.close()

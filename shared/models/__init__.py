@@ -24,7 +24,7 @@ from shared.models.jobs import InboxMessage, Job
 from shared.models.metrics import AIReview, DeveloperMetric, TeamMetric
 from shared.models.notifications import NotificationLog, NotificationRule
 from shared.models.repository import Repository, RepositoryStats
-from shared.models.security import ApiKey, AuditLog
+from shared.models.security import ApiKey, AuditLog, Session
 
 # Concrete models only, in dependency order (the migration auto-diff's source of truth).
 MODELS = [
@@ -46,7 +46,7 @@ MODELS = [
     AuditLog,
 ]
 # Infrastructure tables beyond the 16 of the product's schema.
-MODELS += [Job, InboxMessage]
+MODELS += [Job, InboxMessage, Session]
 
 __all__ = [m.__name__ for m in MODELS] + [
     "MODELS",

@@ -41,6 +41,14 @@ class Organization(BaseModel):
         table_name = "organizations"
         indexes = ((("plan", "created_at"), False),)
 
+    @classmethod
+    def by_ref(cls, ref: str):
+        """By slug, or by numeric id; None when there is no such organization."""
+        ref = str(ref)
+        if ref.isdigit():
+            return cls.get_or_none(cls.id == int(ref))
+        return cls.get_or_none(cls.slug == ref)
+
 
 class UserOrganization(BaseModel):
     user = pw.ForeignKeyField(User, backref="memberships", on_delete="CASCADE", index=False)

@@ -27,7 +27,30 @@ class ApiKey(BaseModel):
         indexes = ((("organization", "revoked_at"), False),)
 
 
+class Session(BaseModel):
+    """A signed-in browser or client. Only the SHA-256 of the token is stored."""
+
+    user = pw.ForeignKeyField(User, backref="sessions", on_delete="CASCADE", index=False)
+    token_digest = pw.CharField(max_length=64, unique=True)
+    created_at = UTCDateTimeField(default=utcnow)
+    expires_at = UTCDateTimeField()
+    revoked_at = UTCDateTimeField(null=True)
+    last_seen_at = UTCDateTimeField(null=True)
+    ip = pw.CharField(max_length=45, null=True)
+    user_agent = pw.TextField(null=True)
+
+    class Meta:
+        table_name = "sessions"
+        indexes = (
+            (("user", "revoked_at"), False),
+            (("expires_at",), False),  # purge of expired sessions
+        )
+
+
 class AuditLog(BaseModel):
+    """Append-only (a PostgreSQL trigger refuses UPDATE and DELETE, except the referential
+    actions of a deleted organization, user or key, and the retention job)."""
+
     organization = pw.ForeignKeyField(Organization, null=True, on_delete="CASCADE", index=False)
     actor_user = pw.ForeignKeyField(User, null=True, on_delete="SET NULL", index=False)
     actor_api_key = pw.ForeignKeyField(ApiKey, null=True, on_delete="SET NULL")

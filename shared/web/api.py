@@ -7,8 +7,6 @@ from flask_smorest import Api as SmorestApi
 from flask_smorest import Page
 from werkzeug.exceptions import HTTPException
 
-from shared.models import Organization
-
 
 class Api(SmorestApi):
     """Every error is JSON `{code, status, message, errors}`, whatever raised it."""
@@ -50,10 +48,3 @@ class OrgSchema(Schema):
     name = ma.fields.String(dump_only=True)
     plan = ma.fields.String(dump_only=True)
     is_personal = ma.fields.Boolean(dump_only=True)
-
-
-def find_org(ref: str) -> Organization | None:
-    """An organization by slug (or numeric id)."""
-    if ref.isdigit():
-        return Organization.get_or_none(Organization.id == int(ref))
-    return Organization.get_or_none(Organization.slug == ref)

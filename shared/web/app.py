@@ -11,10 +11,12 @@ from collections.abc import Callable, Iterable
 import peewee as pw
 from flask import Flask, Response, g, jsonify, request, send_from_directory
 from swagger_ui_bundle import swagger_ui_path
+from werkzeug.http import HTTP_STATUS_CODES
 
-from shared import migrations
+from shared import crypto, migrations
 from shared.config import Settings
 from shared.database import db, init_db
+from shared.errors import DomainError
 from shared.observability import (
     REQUEST_ID_HEADER,
     clear_request_id,
@@ -43,6 +45,7 @@ def create_service_app(
 ) -> Flask:
     settings = Settings.from_env()
     settings.require_internal_token()  # refuse to start without it in production
+    crypto.check_keys(settings)  # ... or without encryption keys
     app = Flask(f"devmetrics.{service}")
     app.config.update(
         SERVICE_NAME=service,
@@ -118,6 +121,16 @@ def _register_request_hooks(app: Flask, service: str) -> None:
         if not db.is_closed() and not db.in_transaction():
             db.close()
         clear_request_id()
+
+    @app.errorhandler(DomainError)
+    def domain_error(exc: DomainError):
+        body = {
+            "code": exc.status,
+            "status": HTTP_STATUS_CODES.get(exc.status, "Error"),
+            "message": exc.message,
+            "errors": exc.errors,
+        }
+        return jsonify(body), exc.status
 
     @app.errorhandler(pw.OperationalError)
     @app.errorhandler(pw.InterfaceError)

@@ -14,9 +14,8 @@ from flask import current_app, g, request
 from flask_smorest import abort
 
 from shared.http import ServiceClient, ServiceUnavailable
-from shared.models import Role
+from shared.models import Organization, Role
 from shared.permissions import Principal
-from shared.web.api import find_org
 
 
 class IntrospectionClient:
@@ -51,22 +50,32 @@ class IntrospectionClient:
         return data
 
 
-def bearer_token() -> str | None:
+SESSION_COOKIE = "devmetrics_session"
+
+
+def bearer_token(*, cookie: bool = False) -> str | None:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return None
-    return token.strip()
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    # A browser signed in through GitHub carries its session in a SameSite cookie.
+    return request.cookies.get(SESSION_COOKIE) if cookie else None
 
 
-def require(scope: str | None = None, role: Role = Role.VIEWER, org_param: str = "org"):
+def require(
+    scope: str | None = None,
+    role: Role | None = Role.VIEWER,
+    org_param: str = "org",
+    api_keys: bool = True,
+):
     """Authenticate the caller; for routes with an `org` path parameter, answer 404 unless
-    the caller belongs to that organization, then check the scope (keys) or role (users)."""
+    the caller belongs to that organization, then check the scope (keys) or role (users).
+    `api_keys=False` reserves the route to signed-in people."""
 
     def decorator(view):
         @wraps(view)
         def wrapper(*args, **kwargs):
-            token = bearer_token()
+            token = bearer_token(cookie=True)
             if token is None:
                 abort(401, message="missing bearer token (Authorization: Bearer <token>)")
             org_ref = kwargs.get(org_param)
@@ -78,11 +87,13 @@ def require(scope: str | None = None, role: Role = Role.VIEWER, org_param: str =
                 abort(401, message="invalid, expired or revoked token")
             principal = Principal.from_introspection(data)
             if org_ref is not None:
-                org = find_org(str(org_ref))
+                org = Organization.by_ref(org_ref)
                 # Another org's resources are "not found", never "forbidden".
                 if org is None or org.id != principal.org_id:
                     abort(404, message="organization not found")
                 g.org = org
+            if principal.kind == "api_key" and not api_keys:
+                abort(403, message="this endpoint is for signed-in users, not API keys")
             if not principal.allows(scope, role):
                 needed = f"scope {scope!r}" if principal.kind == "api_key" else f"role {role}"
                 abort(403, message=f"this token lacks {needed}")
