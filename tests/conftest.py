@@ -22,6 +22,10 @@ import pytest
 from shared import migrations
 from shared.database import db, open_database
 
+# One fixed encryption key for the whole run (in-process and every subprocess), so no
+# test writes a development key file into the checkout.
+os.environ.setdefault("DEVMETRICS_ENCRYPTION_KEYS", "yLDBLddG1lAb9X2dsV_Q1ngzVu9mQHN6lMGeFfTvNSQ=")
+
 ROOT = Path(__file__).resolve().parent.parent
 DEVMETRICS = Path(sys.executable).with_name("devmetrics")
 TEST_DATABASE_URL = os.environ.get(

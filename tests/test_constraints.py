@@ -6,7 +6,16 @@ import peewee as pw
 import pytest
 
 from shared.database import db
-from shared.models import MODELS, Event, InboxMessage, Job, Repository, UserOrganization
+from shared.models import (
+    MODELS,
+    Event,
+    InboxMessage,
+    Job,
+    Repository,
+    Session,
+    User,
+    UserOrganization,
+)
 
 UNIQUE_INDEXES = sorted(
     (
@@ -28,7 +37,7 @@ def _other_value(field: pw.Field, value):
     if isinstance(field, pw.DateField):
         return value + dt.timedelta(days=4000)
     if isinstance(field, pw.CharField):
-        return (str(value) + "-other")[: field.max_length]
+        return ("o-" + str(value))[: field.max_length]
     raise LookupError
 
 
@@ -63,6 +72,11 @@ def one_row_per_table(seeded):
     )
     Job.create(queue="outbox", dedupe_key="m-1", payload={"topic": "t"})
     InboxMessage.create(consumer="metrics", message_id="m-1", topic="t")
+    Session.create(
+        user=User.select().first(),
+        token_digest="0" * 64,
+        expires_at=dt.datetime(2030, 1, 1, tzinfo=dt.UTC),
+    )
     return seeded
 
 
@@ -110,7 +124,7 @@ def test_membership_pair_is_unique_but_a_new_pair_is_fine(seeded):
 def test_every_unique_constraint_is_covered():
     # The parametrized test above is generated from the models; make sure it saw them all.
     names = {f"{m._meta.table_name}({','.join(c)})" for m, c in UNIQUE_INDEXES}
-    assert len(names) == 20
+    assert len(names) == 21
     assert "events(source,delivery_id)" in names
     assert "notification_logs(rule,event_key)" in names
     assert "ai_reviews(pull_request,head_sha,provider)" in names

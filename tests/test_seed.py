@@ -58,6 +58,7 @@ def test_seed_twice_leaves_the_same_rows(fresh_database_url):
         "events",
         "inbox_messages",
         "jobs",
+        "sessions",
     ]
 
     # The printed plaintext is a working key: its prefix finds the row, bcrypt accepts it.

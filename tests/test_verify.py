@@ -14,7 +14,7 @@ def migrated_url(fresh_database_url):
 def test_verify_passes_on_migrated_database(migrated_url):
     result = run_cli("db", "verify", database_url=migrated_url)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "schema matches the models: 18 tables" in result.stdout
+    assert "schema matches the models: 19 tables" in result.stdout
 
 
 def test_verify_names_extra_column_and_missing_index(migrated_url):

@@ -6,6 +6,7 @@ import click
 
 from shared.cli.apikey import apikey_group
 from shared.cli.db import db_group
+from shared.cli.keys import keys_group
 from shared.cli.worker import worker_cmd
 
 
@@ -17,3 +18,4 @@ def main():
 main.add_command(db_group)
 main.add_command(apikey_group)
 main.add_command(worker_cmd)
+main.add_command(keys_group)

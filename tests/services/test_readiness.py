@@ -35,10 +35,11 @@ def test_readyz_is_503_with_the_reason_until_migrated(service, fresh_database_ur
         "reason": "database not migrated: run `devmetrics db migrate`",
     }
 
-    migrations.migrate(db.obj, "001_initial")
+    *earlier, last = migrations.available()
+    migrations.migrate(db.obj, earlier[-1])
     response = client.get("/readyz")
     assert response.status_code == 503
-    assert response.json["reason"] == "1 pending migration(s): 002_jobs_and_inbox"
+    assert response.json["reason"] == f"1 pending migration(s): {last}"
 
     migrations.migrate(db.obj)
     assert client.get("/readyz").status_code == 200
