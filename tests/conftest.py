@@ -154,3 +154,34 @@ def connect(url: str) -> pw.Database:
     database = open_database(url, pool_min=0, pool_max=2)
     database.connect()
     return database
+
+
+@pytest.fixture(scope="session")
+def fake_github_server():
+    from tests.fake_github import FakeGitHubServer
+
+    with FakeGitHubServer() as state:
+        yield state
+
+
+@pytest.fixture
+def fake_github(fake_github_server):
+    """The fake GitHub, reset for this test."""
+    state = fake_github_server
+    state.mode = "ok"
+    state.codes.clear()
+    state.users.clear()
+    state.requests.clear()
+    return state
+
+
+@pytest.fixture
+def accounts_client(tx, fake_github, monkeypatch):
+    """The accounts app in-process on the test's transaction, talking to the fake GitHub."""
+    from services.accounts import create_app
+    from tests.fake_github import env_for
+
+    for name, value in env_for(fake_github).items():
+        monkeypatch.setenv(name, value)
+    app = create_app({"TESTING": True, "DATABASE": tx})
+    return app.test_client()

@@ -15,8 +15,8 @@ class Api(SmorestApi):
         payload, code, headers = super().handle_http_exception(error)
         payload.setdefault("message", error.description or error.name)
         payload.setdefault("errors", {})
-        if code >= 500:
-            # Never a traceback or an internal detail in a response.
+        if code == 500:
+            # An unexpected failure: never a traceback or an internal detail in a response.
             payload["message"] = "internal error"
         return payload, code, headers
 
