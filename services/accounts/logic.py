@@ -247,6 +247,7 @@ def organizations_of(user_id: int):
         .join(UserOrganization)
         .where(UserOrganization.user == user_id)
         .order_by(Organization.name)
+        .objects()  # the membership's role lands on the organization row
     )
 
 
