@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import run_cli
+from tests.fake_github import env_for
 from tests.helpers import (
     SERVICE_NAMES,
     free_port,
@@ -51,10 +52,12 @@ class Stack:
 
 
 @pytest.fixture(scope="session")
-def stack(database_factory, tmp_path_factory):
+def stack(database_factory, tmp_path_factory, fake_github_server):
     url = database_factory.new_url()
     ports = {name: free_port() for name in SERVICE_NAMES}
-    env = service_env(url, ports, INTROSPECTION_CACHE_SECONDS=CACHE_SECONDS)
+    env = service_env(
+        url, ports, INTROSPECTION_CACHE_SECONDS=CACHE_SECONDS, **env_for(fake_github_server)
+    )
     stack = Stack(url, ports, env, tmp_path_factory.mktemp("service-logs"))
     assert stack.cli("db", "migrate").returncode == 0
     seeded = stack.cli("db", "seed")
