@@ -50,6 +50,7 @@ def migrate(migrator: Migrator, database: pw.Database, *, fake=False):
         updated_at = pw.DateTimeField()
 
         class Meta:
+            legacy_table_names = False  # index names start with the table name
             table_name = "organizations"
             indexes = [(('plan', 'created_at'), False)]
 
@@ -71,6 +72,7 @@ def migrate(migrator: Migrator, database: pw.Database, *, fake=False):
         updated_at = pw.DateTimeField()
 
         class Meta:
+            legacy_table_names = False  # index names start with the table name
             table_name = "repositories"
             indexes = [(('organization', 'full_name'), True), (('organization', 'is_active'), False), (('organization', 'sensitivity'), False)]
 
@@ -89,6 +91,7 @@ def migrate(migrator: Migrator, database: pw.Database, *, fake=False):
         updated_at = pw.DateTimeField()
 
         class Meta:
+            legacy_table_names = False  # index names start with the table name
             table_name = "users"
             indexes = [(('created_at',), False)]
 
@@ -124,6 +127,7 @@ def migrate(migrator: Migrator, database: pw.Database, *, fake=False):
         updated_at = pw.DateTimeField()
 
         class Meta:
+            legacy_table_names = False  # index names start with the table name
             table_name = "pull_requests"
             indexes = [(('repository', 'number'), True), (('repository', 'state'), False), (('repository', 'head_ref'), False), (('organization', 'state'), False), (('organization', 'created_at'), False), (('organization', 'merged_at'), False), (('author', 'created_at'), False)]
 
@@ -142,6 +146,7 @@ def migrate(migrator: Migrator, database: pw.Database, *, fake=False):
         created_at = pw.DateTimeField()
 
         class Meta:
+            legacy_table_names = False  # index names start with the table name
             table_name = "ai_reviews"
             indexes = [(('pull_request', 'head_sha', 'provider'), True), (('organization', 'created_at'), False), (('organization', 'risk_level', 'created_at'), False)]
 
@@ -160,6 +165,7 @@ def migrate(migrator: Migrator, database: pw.Database, *, fake=False):
         created_at = pw.DateTimeField()
 
         class Meta:
+            legacy_table_names = False  # index names start with the table name
             table_name = "api_keys"
             indexes = [(('organization', 'revoked_at'), False)]
 
@@ -178,6 +184,7 @@ def migrate(migrator: Migrator, database: pw.Database, *, fake=False):
         created_at = pw.DateTimeField()
 
         class Meta:
+            legacy_table_names = False  # index names start with the table name
             table_name = "audit_logs"
             indexes = [(('organization', 'created_at'), False), (('organization', 'action', 'created_at'), False), (('actor_user', 'created_at'), False), (('target_type', 'target_id'), False), (('created_at',), False)]
 
@@ -202,6 +209,7 @@ def migrate(migrator: Migrator, database: pw.Database, *, fake=False):
         created_at = pw.DateTimeField()
 
         class Meta:
+            legacy_table_names = False  # index names start with the table name
             table_name = "commits"
             indexes = [(('repository', 'sha'), True), (('organization', 'authored_at'), False), (('repository', 'authored_at'), False), (('repository', 'branch', 'pushed_at'), False), (('author', 'authored_at'), False), (('author_login', 'authored_at'), False)]
 
@@ -228,6 +236,7 @@ def migrate(migrator: Migrator, database: pw.Database, *, fake=False):
         computed_at = pw.DateTimeField()
 
         class Meta:
+            legacy_table_names = False  # index names start with the table name
             table_name = "developer_metrics"
             indexes = [(('user', 'organization', 'date'), True), (('organization', 'date'), False), (('user', 'date'), False)]
 
@@ -249,6 +258,7 @@ def migrate(migrator: Migrator, database: pw.Database, *, fake=False):
         processed_at = pw.DateTimeField(null=True)
 
         class Meta:
+            legacy_table_names = False  # index names start with the table name
             table_name = "events"
             indexes = [(('source', 'delivery_id'), True), (('status', 'received_at'), False), (('status', 'next_attempt_at'), False), (('organization', 'received_at'), False), (('repository', 'received_at'), False), (('event_type', 'received_at'), False)]
 
@@ -269,6 +279,7 @@ def migrate(migrator: Migrator, database: pw.Database, *, fake=False):
         updated_at = pw.DateTimeField()
 
         class Meta:
+            legacy_table_names = False  # index names start with the table name
             table_name = "issues"
             indexes = [(('repository', 'number'), True), (('repository', 'state'), False), (('organization', 'created_at'), False), (('organization', 'closed_at'), False), (('author', 'created_at'), False)]
 
@@ -289,6 +300,7 @@ def migrate(migrator: Migrator, database: pw.Database, *, fake=False):
         updated_at = pw.DateTimeField()
 
         class Meta:
+            legacy_table_names = False  # index names start with the table name
             table_name = "notification_rules"
             indexes = [(('organization', 'name'), True), (('organization', 'trigger', 'enabled'), False)]
 
@@ -308,6 +320,7 @@ def migrate(migrator: Migrator, database: pw.Database, *, fake=False):
         created_at = pw.DateTimeField()
 
         class Meta:
+            legacy_table_names = False  # index names start with the table name
             table_name = "notification_logs"
             indexes = [(('rule', 'event_key'), True), (('rule', 'created_at'), False), (('status', 'next_attempt_at'), False), (('organization', 'created_at'), False)]
 
@@ -334,6 +347,7 @@ def migrate(migrator: Migrator, database: pw.Database, *, fake=False):
         computed_at = pw.DateTimeField()
 
         class Meta:
+            legacy_table_names = False  # index names start with the table name
             table_name = "repository_stats"
             indexes = [(('repository', 'date'), True), (('organization', 'date'), False), (('date',), False)]
 
@@ -366,6 +380,7 @@ def migrate(migrator: Migrator, database: pw.Database, *, fake=False):
         computed_at = pw.DateTimeField()
 
         class Meta:
+            legacy_table_names = False  # index names start with the table name
             table_name = "team_metrics"
             indexes = [(('organization', 'date'), True), (('date',), False)]
 
@@ -379,6 +394,7 @@ def migrate(migrator: Migrator, database: pw.Database, *, fake=False):
         updated_at = pw.DateTimeField()
 
         class Meta:
+            legacy_table_names = False  # index names start with the table name
             table_name = "user_organizations"
             indexes = [(('user', 'organization'), True), (('organization', 'role'), False)]
 

@@ -46,6 +46,7 @@ def migrate(migrator: Migrator, database: pw.Database, *, fake=False):
         received_at = pw.DateTimeField()
 
         class Meta:
+            legacy_table_names = False  # index names start with the table name
             table_name = "inbox_messages"
             indexes = [(('consumer', 'message_id'), True), (('received_at',), False)]
 
@@ -67,6 +68,7 @@ def migrate(migrator: Migrator, database: pw.Database, *, fake=False):
         finished_at = pw.DateTimeField(null=True)
 
         class Meta:
+            legacy_table_names = False  # index names start with the table name
             table_name = "jobs"
             indexes = [(('queue', 'dedupe_key'), True), (('queue', 'status', 'run_at'), False), (('queue', 'status', 'locked_until'), False)]
 

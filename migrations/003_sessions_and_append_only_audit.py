@@ -105,6 +105,7 @@ def migrate(migrator: Migrator, database: pw.Database, *, fake=False):
         user_agent = pw.TextField(null=True)
 
         class Meta:
+            legacy_table_names = False  # index names start with the table name
             table_name = "sessions"
             indexes = [(('user', 'revoked_at'), False), (('expires_at',), False)]
 

@@ -119,7 +119,13 @@ def make_migration(name: str) -> Path | None:
     path = MIGRATIONS_DIR / f"{created}.py"
     # peewee-migrate writes JSON columns as postgres_ext.JSONField (json, not jsonb, and
     # PostgreSQL-only); the models use peewee.JSONField (jsonb on PostgreSQL, text on SQLite).
-    path.write_text(path.read_text().replace("pw_pext.JSONField(", "pw.JSONField("))
+    code = path.read_text().replace("pw_pext.JSONField(", "pw.JSONField(")
+    # Index names must start with the table name, as in the models and in add/drop_index.
+    code = code.replace(
+        "        class Meta:\n            table_name = ",
+        "        class Meta:\n            legacy_table_names = False\n            table_name = ",
+    )
+    path.write_text(code)
     return path
 
 

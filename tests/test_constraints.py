@@ -8,14 +8,18 @@ import pytest
 from shared.database import db
 from shared.models import (
     MODELS,
+    Deployment,
     Event,
     InboxMessage,
     Job,
+    PullRequest,
     Repository,
+    Review,
     Session,
     User,
     UserOrganization,
 )
+from shared.models.base import EnumField
 
 UNIQUE_INDEXES = sorted(
     (
@@ -32,6 +36,8 @@ def _other_value(field: pw.Field, value):
     """A value for `field` that differs from `value` and is new to the table."""
     if isinstance(field, pw.ForeignKeyField):
         raise LookupError
+    if isinstance(field, EnumField):
+        return next(member for member in field.enum if member != value)
     if isinstance(field, (pw.IntegerField, pw.BigIntegerField)):
         return value + 1_000_003
     if isinstance(field, pw.DateField):
@@ -72,6 +78,22 @@ def one_row_per_table(seeded):
     )
     Job.create(queue="outbox", dedupe_key="m-1", payload={"topic": "t"})
     InboxMessage.create(consumer="metrics", message_id="m-1", topic="t")
+    pr = PullRequest.select().first()
+    Review.create(
+        pull_request=pr,
+        organization=pr.organization_id,
+        kind="REVIEW",
+        github_id=1,
+        submitted_at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+    )
+    Deployment.create(
+        repository=repo,
+        organization=repo.organization_id,
+        github_id=1,
+        environment="production",
+        sha="a" * 40,
+        created_at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+    )
     Session.create(
         user=User.select().first(),
         token_digest="0" * 64,
@@ -124,7 +146,7 @@ def test_membership_pair_is_unique_but_a_new_pair_is_fine(seeded):
 def test_every_unique_constraint_is_covered():
     # The parametrized test above is generated from the models; make sure it saw them all.
     names = {f"{m._meta.table_name}({','.join(c)})" for m, c in UNIQUE_INDEXES}
-    assert len(names) == 21
-    assert "events(source,delivery_id)" in names
+    assert len(names) == 23
+    assert "events(source,hook_id,delivery_id)" in names
     assert "notification_logs(rule,event_key)" in names
     assert "ai_reviews(pull_request,head_sha,provider)" in names

@@ -14,13 +14,13 @@ def migrated_url(fresh_database_url):
 def test_verify_passes_on_migrated_database(migrated_url):
     result = run_cli("db", "verify", database_url=migrated_url)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "schema matches the models: 19 tables" in result.stdout
+    assert "schema matches the models: 21 tables" in result.stdout
 
 
 def test_verify_names_extra_column_and_missing_index(migrated_url):
     database = connect(migrated_url)
     database.execute_sql("ALTER TABLE commits ADD COLUMN sneaky TEXT")
-    database.execute_sql("DROP INDEX commit_author_login_authored_at")
+    database.execute_sql("DROP INDEX commits_author_login_authored_at")
     database.close()
 
     result = run_cli("db", "verify", database_url=migrated_url)
@@ -44,8 +44,8 @@ def test_verify_names_type_nullability_and_unique_changes(migrated_url):
     database = connect(migrated_url)
     database.execute_sql("ALTER TABLE commits ALTER COLUMN message DROP NOT NULL")
     database.execute_sql("ALTER TABLE commits ALTER COLUMN branch TYPE varchar(50)")
-    database.execute_sql("DROP INDEX apikey_prefix")
-    database.execute_sql("CREATE INDEX apikey_prefix ON api_keys (prefix)")
+    database.execute_sql("DROP INDEX api_keys_prefix")
+    database.execute_sql("CREATE INDEX api_keys_prefix ON api_keys (prefix)")
     database.close()
 
     result = run_cli("db", "verify", database_url=migrated_url)

@@ -5,17 +5,19 @@ column already leads a composite index is declared `index=False`, since that com
 index serves both the lookups and the ON DELETE checks.
 """
 
-from shared.models.activity import Commit, Event, Issue, PullRequest
+from shared.models.activity import Commit, Deployment, Event, Issue, PullRequest, Review
 from shared.models.base import BaseModel, utcnow
 from shared.models.core import Organization, User, UserOrganization
 from shared.models.enums import (
     Channel,
     DeliveryStatus,
+    DeploymentState,
     EventStatus,
     IssueState,
     JobStatus,
     Plan,
     PullRequestState,
+    ReviewKind,
     RiskLevel,
     Role,
     Sensitivity,
@@ -46,7 +48,7 @@ MODELS = [
     AuditLog,
 ]
 # Infrastructure tables beyond the 16 of the product's schema.
-MODELS += [Job, InboxMessage, Session]
+MODELS += [Job, InboxMessage, Session, Review, Deployment]
 
 __all__ = [m.__name__ for m in MODELS] + [
     "MODELS",
@@ -57,6 +59,8 @@ __all__ = [m.__name__ for m in MODELS] + [
     "EventStatus",
     "IssueState",
     "JobStatus",
+    "DeploymentState",
+    "ReviewKind",
     "Plan",
     "PullRequestState",
     "RiskLevel",

@@ -4,7 +4,13 @@ import peewee as pw
 
 from shared.models.base import BaseModel, EnumField, UTCDateTimeField, utcnow
 from shared.models.core import Organization, User
-from shared.models.enums import EventStatus, IssueState, PullRequestState
+from shared.models.enums import (
+    DeploymentState,
+    EventStatus,
+    IssueState,
+    PullRequestState,
+    ReviewKind,
+)
 from shared.models.repository import Repository
 
 
@@ -12,23 +18,28 @@ class Event(BaseModel):
     """A webhook delivery (or backfilled API record), stored as received before processing."""
 
     source = pw.CharField(max_length=32, default="github")
+    # GitHub's X-GitHub-Hook-ID: a redelivery repeats both the hook and the delivery id.
+    hook_id = pw.CharField(max_length=32, default="")
     delivery_id = pw.CharField(max_length=128)
     event_type = pw.CharField(max_length=64)
     action = pw.CharField(max_length=64, null=True)
     repository = pw.ForeignKeyField(Repository, null=True, on_delete="CASCADE", index=False)
     organization = pw.ForeignKeyField(Organization, null=True, on_delete="CASCADE", index=False)
+    headers = pw.JSONField(default=dict)
     payload = pw.JSONField(default=dict)
     received_at = UTCDateTimeField(default=utcnow)
     status = EnumField(EventStatus, default=EventStatus.PENDING)
     attempts = pw.IntegerField(default=0)
     last_error = pw.TextField(null=True)
     next_attempt_at = UTCDateTimeField(null=True)
+    locked_by = pw.CharField(max_length=128, null=True)
+    locked_until = UTCDateTimeField(null=True)
     processed_at = UTCDateTimeField(null=True)
 
     class Meta:
         table_name = "events"
         indexes = (
-            (("source", "delivery_id"), True),
+            (("source", "hook_id", "delivery_id"), True),
             (("status", "received_at"), False),
             (("status", "next_attempt_at"), False),
             (("organization", "received_at"), False),
@@ -47,6 +58,7 @@ class Commit(BaseModel):
     author_login = pw.CharField(max_length=100, null=True)
     author_email = pw.CharField(max_length=320, null=True)
     author_name = pw.CharField(max_length=255, null=True)
+    author_is_bot = pw.BooleanField(default=False)
     message = pw.TextField(default="")
     additions = pw.IntegerField(default=0)
     deletions = pw.IntegerField(default=0)
@@ -80,6 +92,7 @@ class PullRequest(BaseModel):
         User, null=True, backref="pull_requests", on_delete="SET NULL", index=False
     )
     author_login = pw.CharField(max_length=100, null=True)
+    author_is_bot = pw.BooleanField(default=False)
     title = pw.TextField(default="")
     body = pw.TextField(null=True)
     state = EnumField(PullRequestState, default=PullRequestState.OPEN)
@@ -92,6 +105,7 @@ class PullRequest(BaseModel):
     changed_files = pw.IntegerField(default=0)
     commits_count = pw.IntegerField(default=0)
     review_comments = pw.IntegerField(default=0)
+    comments = pw.IntegerField(default=0)
     created_at = UTCDateTimeField()
     ready_at = UTCDateTimeField(null=True)
     first_commit_at = UTCDateTimeField(null=True)
@@ -100,6 +114,7 @@ class PullRequest(BaseModel):
     merged_at = UTCDateTimeField(null=True)
     closed_at = UTCDateTimeField(null=True)
     merge_commit_sha = pw.CharField(max_length=64, null=True)
+    # GitHub's updated_at of the newest payload applied: an older one never overwrites.
     updated_at = UTCDateTimeField(default=utcnow)
 
     class Meta:
@@ -139,4 +154,55 @@ class Issue(BaseModel):
             (("organization", "created_at"), False),
             (("organization", "closed_at"), False),
             (("author", "created_at"), False),
+        )
+
+
+class Review(BaseModel):
+    """A review, review-thread comment or conversation comment on a pull request."""
+
+    pull_request = pw.ForeignKeyField(
+        PullRequest, backref="reviews", on_delete="CASCADE", index=False
+    )
+    organization = pw.ForeignKeyField(Organization, on_delete="CASCADE", index=False)
+    kind = EnumField(ReviewKind, max_length=16)
+    github_id = pw.BigIntegerField()
+    reviewer = pw.ForeignKeyField(User, null=True, on_delete="SET NULL", index=False)
+    reviewer_login = pw.CharField(max_length=100, null=True)
+    reviewer_is_bot = pw.BooleanField(default=False)
+    state = pw.CharField(max_length=32, null=True)  # APPROVED, CHANGES_REQUESTED, COMMENTED...
+    commit_sha = pw.CharField(max_length=64, null=True)
+    submitted_at = UTCDateTimeField()
+
+    class Meta:
+        table_name = "reviews"
+        indexes = (
+            (("kind", "github_id"), True),
+            (("pull_request", "submitted_at"), False),
+            (("organization", "submitted_at"), False),
+            (("reviewer", "submitted_at"), False),
+        )
+
+
+class Deployment(BaseModel):
+    repository = pw.ForeignKeyField(
+        Repository, backref="deployments", on_delete="CASCADE", index=False
+    )
+    organization = pw.ForeignKeyField(Organization, on_delete="CASCADE", index=False)
+    github_id = pw.BigIntegerField(unique=True)
+    environment = pw.CharField(max_length=255)
+    sha = pw.CharField(max_length=64)
+    ref = pw.CharField(max_length=255, null=True)
+    creator_login = pw.CharField(max_length=100, null=True)
+    state = EnumField(DeploymentState, default=DeploymentState.PENDING)
+    created_at = UTCDateTimeField()
+    # Time of the newest status applied (an older status never overwrites a newer one).
+    status_at = UTCDateTimeField(null=True)
+    finished_at = UTCDateTimeField(null=True)
+
+    class Meta:
+        table_name = "deployments"
+        indexes = (
+            (("repository", "environment", "created_at"), False),
+            (("organization", "created_at"), False),
+            (("organization", "state", "finished_at"), False),
         )

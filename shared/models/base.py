@@ -59,12 +59,14 @@ class EnumField(pw.CharField):
 class BaseModel(pw.Model):
     """Every table: bound to the shared proxy, `updated_at` kept current.
 
-    Models name their tables explicitly. Index names keep peewee's default prefix (the
-    lowercased class name), which is what the generated migrations' models produce too.
+    Models name their tables explicitly; `legacy_table_names = False` makes index names
+    start with the table name, which is also how peewee-migrate names the indexes it adds
+    or drops later (the generated migrations' models say the same).
     """
 
     class Meta:
         database = db
+        legacy_table_names = False
 
     def save(self, *args, **kwargs):
         if "updated_at" in self._meta.fields:

@@ -69,3 +69,19 @@ class JobStatus(StrEnum):
     RUNNING = "RUNNING"  # claimed by a worker until locked_until
     DONE = "DONE"
     DEAD = "DEAD"  # failed max_attempts times, kept for inspection
+
+
+class ReviewKind(StrEnum):
+    REVIEW = "REVIEW"  # a submitted review (approve, request changes, comment)
+    REVIEW_COMMENT = "REVIEW_COMMENT"  # a comment in a review thread on the diff
+    ISSUE_COMMENT = "ISSUE_COMMENT"  # a comment in the pull request's conversation
+
+
+class DeploymentState(StrEnum):
+    PENDING = "PENDING"
+    QUEUED = "QUEUED"
+    IN_PROGRESS = "IN_PROGRESS"
+    SUCCESS = "SUCCESS"
+    FAILURE = "FAILURE"
+    ERROR = "ERROR"
+    INACTIVE = "INACTIVE"
