@@ -16,6 +16,10 @@ class BadRequest(DomainError):
     status = 400
 
 
+class Unauthorized(DomainError):
+    status = 401
+
+
 class PlanLimitReached(DomainError):
     """The organization's plan does not allow this (402: upgrading would)."""
 
@@ -44,3 +48,9 @@ class UpstreamError(DomainError):
     """A service outside DevMetrics (GitHub) failed or did not answer."""
 
     status = 502
+
+
+class Unavailable(DomainError):
+    """Another DevMetrics service (or the database) cannot answer right now."""
+
+    status = 503

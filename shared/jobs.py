@@ -56,6 +56,36 @@ def enqueue(
         query.execute()
 
 
+def lease(
+    model, due, worker_id: str, *, limit: int, lease_seconds: int, running_status, order_by
+) -> list:
+    """Lease up to `limit` rows of `model` matching `due` to `worker_id`: they get
+    `running_status`, `locked_by`, `locked_until` and one more attempt. Safe with any
+    number of concurrent workers; returns the leased rows."""
+    now = utcnow()
+    postgres = backend_name() == "postgresql"
+    with db.atomic() if postgres else db.atomic("IMMEDIATE"):
+        candidates = model.select(model.id).where(due).order_by(*order_by).limit(limit)
+        if postgres:
+            candidates = candidates.for_update(skip_locked=True)
+        ids = [row.id for row in candidates]
+        if not ids:
+            return []
+        (
+            model.update(
+                {
+                    model.status: running_status,
+                    model.locked_by: worker_id,
+                    model.locked_until: now + dt.timedelta(seconds=lease_seconds),
+                    model.attempts: model.attempts + 1,
+                }
+            )
+            .where(model.id.in_(ids))
+            .execute()
+        )
+    return list(model.select().where(model.id.in_(ids)).order_by(*order_by))
+
+
 def claim(queue: str, worker_id: str, limit: int = 10, lease_seconds: int = DEFAULT_LEASE_SECONDS):
     """Lease up to `limit` due jobs of `queue` to `worker_id`; returns them."""
     now = utcnow()
@@ -63,25 +93,15 @@ def claim(queue: str, worker_id: str, limit: int = 10, lease_seconds: int = DEFA
         ((Job.status == JobStatus.PENDING) & (Job.run_at <= now))
         | ((Job.status == JobStatus.RUNNING) & (Job.locked_until < now))
     )
-    postgres = backend_name() == "postgresql"
-    with db.atomic() if postgres else db.atomic("IMMEDIATE"):
-        candidates = Job.select(Job.id).where(due).order_by(Job.run_at, Job.id).limit(limit)
-        if postgres:
-            candidates = candidates.for_update(skip_locked=True)
-        ids = [row.id for row in candidates]
-        if not ids:
-            return []
-        (
-            Job.update(
-                status=JobStatus.RUNNING,
-                locked_by=worker_id,
-                locked_until=now + dt.timedelta(seconds=lease_seconds),
-                attempts=Job.attempts + 1,
-            )
-            .where(Job.id.in_(ids))
-            .execute()
-        )
-    return list(Job.select().where(Job.id.in_(ids)).order_by(Job.run_at, Job.id))
+    return lease(
+        Job,
+        due,
+        worker_id,
+        limit=limit,
+        lease_seconds=lease_seconds,
+        running_status=JobStatus.RUNNING,
+        order_by=(Job.run_at, Job.id),
+    )
 
 
 def _owned(job: Job):

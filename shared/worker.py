@@ -20,18 +20,24 @@ from shared.observability import JOBS, clear_request_id, set_request_id
 
 log = logging.getLogger(__name__)
 
-# name -> (queue, "module:function" handler taking a Job). Services add theirs here.
-WORKERS: dict[str, tuple[str, str]] = {
-    "outbox": ("outbox", "shared.outbox:deliver"),
+# name -> ("module:function", queue). With a queue, the function handles one Job of it;
+# without, it is a batch function (worker_id, limit) -> rows claimed, for work that lives
+# in its own table (webhook events). Services add theirs here.
+WORKERS: dict[str, tuple[str, str | None]] = {
+    "outbox": ("shared.outbox:deliver", "outbox"),
+    "events": ("services.activity.processing:process_batch", None),
 }
 
 
-def handler_for(name: str) -> tuple[str, Callable]:
+def batch_for(name: str) -> Callable[[str, int], int]:
     if name not in WORKERS:
         raise KeyError(f"unknown worker {name!r} (known: {', '.join(sorted(WORKERS))})")
-    queue, target = WORKERS[name]
+    target, queue = WORKERS[name]
     module, _, function = target.partition(":")
-    return queue, getattr(importlib.import_module(module), function)
+    fn = getattr(importlib.import_module(module), function)
+    if queue is None:
+        return fn
+    return lambda worker_id, limit: run_batch(queue, fn, worker_id, limit)
 
 
 def run_batch(queue: str, handler: Callable, worker_id: str, limit: int = 10) -> int:
@@ -62,16 +68,16 @@ def run_batch(queue: str, handler: Callable, worker_id: str, limit: int = 10) ->
 
 
 def run(name: str, *, once: bool = False, poll_seconds: float = 1.0, stop=None) -> None:
-    queue, handler = handler_for(name)
+    batch = batch_for(name)
     stop = stop or threading.Event()
     worker_id = f"{socket.gethostname()}:{os.getpid()}:{name}"
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
-    log.info("worker started", extra={"worker": worker_id, "queue": queue})
+    log.info("worker started", extra={"worker": worker_id})
     while not stop.is_set():
         try:
-            claimed = run_batch(queue, handler, worker_id)
+            claimed = batch(worker_id, 10)
         except Exception as exc:  # the database went away: wait and try again
             log.error("worker cannot claim jobs", extra={"error": str(exc)})
             claimed = 0

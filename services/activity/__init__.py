@@ -4,11 +4,11 @@ from shared.web.app import create_service_app
 
 
 def create_app(config=None):
-    from services.activity.views import repositories
+    from services.activity.views import repositories, webhooks
 
     return create_service_app(
         "activity",
         config,
-        blueprints=[repositories],
+        blueprints=[repositories, webhooks],
         description="Repositories, GitHub webhooks and the activity they become.",
     )

@@ -1,6 +1,9 @@
 import marshmallow as ma
 
+from shared.models import Sensitivity
 from shared.web.api import Schema
+
+SENSITIVITIES = [s.value for s in Sensitivity]
 
 
 class RepositorySchema(Schema):
@@ -13,3 +16,33 @@ class RepositorySchema(Schema):
     sensitivity = ma.fields.String()
     is_active = ma.fields.Boolean()
     connected_at = ma.fields.DateTime()
+    disconnected_at = ma.fields.DateTime(allow_none=True)
+
+
+class RepositoryConnectSchema(Schema):
+    full_name = ma.fields.String(
+        required=True,
+        validate=ma.validate.Regexp(
+            r"^[A-Za-z0-9_.-]{1,100}/[A-Za-z0-9_.-]{1,100}$", error="must be owner/name"
+        ),
+    )
+    sensitivity = ma.fields.String(
+        load_default="INTERNAL", validate=ma.validate.OneOf(SENSITIVITIES)
+    )
+
+
+class RepositoryUpdateSchema(Schema):
+    sensitivity = ma.fields.String(required=True, validate=ma.validate.OneOf(SENSITIVITIES))
+
+
+class WebhookSecretSchema(RepositorySchema):
+    webhook_url = ma.fields.String(metadata={"description": "Paste into GitHub's webhook form"})
+    webhook_secret = ma.fields.String(metadata={"description": "Shown once"})
+    content_type = ma.fields.String()
+
+
+class DeliveryResultSchema(Schema):
+    status = ma.fields.String()
+    id = ma.fields.Integer()
+    delivery = ma.fields.String()
+    zen = ma.fields.String(allow_none=True)

@@ -6,6 +6,7 @@ import click
 
 from shared.cli.apikey import apikey_group
 from shared.cli.db import db_group
+from shared.cli.events import events_group
 from shared.cli.keys import keys_group
 from shared.cli.worker import worker_cmd
 
@@ -19,3 +20,4 @@ main.add_command(db_group)
 main.add_command(apikey_group)
 main.add_command(worker_cmd)
 main.add_command(keys_group)
+main.add_command(events_group)
