@@ -185,3 +185,14 @@ def accounts_client(tx, fake_github, monkeypatch):
         monkeypatch.setenv(name, value)
     app = create_app({"TESTING": True, "DATABASE": tx})
     return app.test_client()
+
+
+@pytest.fixture
+def restore_db():
+    """For tests whose app factory points the shared `db` elsewhere: put it back after."""
+    previous = db.obj
+    yield
+    if db.obj is not previous:
+        if not db.is_closed():
+            db.close()
+        db.initialize(previous)

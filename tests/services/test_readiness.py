@@ -10,16 +10,6 @@ from tests.helpers import SERVICE_NAMES
 FACTORIES = dict(zip(SERVICE_NAMES, (accounts, activity, metrics, notifications), strict=True))
 
 
-@pytest.fixture
-def restore_db():
-    previous = db.obj
-    yield
-    if db.obj is not previous:
-        if not db.is_closed():
-            db.close()
-        db.initialize(previous)
-
-
 @pytest.mark.parametrize("service", SERVICE_NAMES)
 def test_readyz_is_503_with_the_reason_until_migrated(service, fresh_database_url, restore_db):
     app = FACTORIES[service].create_app(
