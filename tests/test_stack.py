@@ -23,6 +23,7 @@ from tests.helpers import (
 )
 
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+WORKERS = ("worker-outbox", "worker-events")
 
 
 def test_make_run_starts_everything_and_ctrl_c_stops_it(fresh_database_url, tmp_path):
@@ -76,13 +77,13 @@ def test_make_run_starts_everything_and_ctrl_c_stops_it(fresh_database_url, tmp_
 
 def test_compose_file_describes_the_stack():
     services = COMPOSE["services"]
-    assert set(services) >= {"postgres", "migrate", *SERVICE_NAMES, "worker-outbox"}
+    assert set(services) >= {"postgres", "migrate", *SERVICE_NAMES, *WORKERS}
     postgres = services["postgres"]
     assert "healthcheck" in postgres and postgres["volumes"][0].startswith("pgdata:")
     assert "pgdata" in COMPOSE["volumes"]
     assert services["migrate"]["command"] == ["devmetrics", "db", "migrate"]
     assert services["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
-    for name in [*SERVICE_NAMES, "worker-outbox"]:
+    for name in [*SERVICE_NAMES, *WORKERS]:
         deps = services[name]["depends_on"]
         assert deps["postgres"]["condition"] == "service_healthy", name
         assert deps["migrate"]["condition"] == "service_completed_successfully", name
@@ -130,19 +131,23 @@ def test_every_compose_command_exists_and_starts(fresh_database_url, tmp_path):
                     start_new_session=True,
                 )
             )
-        worker = subprocess.Popen(
-            local(services["worker-outbox"]["command"]),
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-        )
-        started.append(worker)
+        workers = [
+            subprocess.Popen(
+                local(services[name]["command"]),
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+            )
+            for name in WORKERS
+        ]
+        started.extend(workers)
         for name in SERVICE_NAMES:
             wait_ready(f"http://127.0.0.1:{ports[name]}")
         time.sleep(1.5)
-        assert worker.poll() is None, worker.stderr.read()
+        for worker in workers:
+            assert worker.poll() is None, worker.stderr.read()
     finally:
         codes = [stop(p) for p in started]
     assert codes == [0] * len(started), codes  # SIGTERM is a clean, graceful stop

@@ -1,0 +1,115 @@
+"""Connecting repositories over real HTTP: the plan limit is asked of accounts, the webhook
+secret is shown once and works, rotation, sensitivity, disconnect and delete, all audited."""
+
+import hashlib
+import hmac
+import json
+import uuid
+
+import requests
+
+from tests.conftest import connect
+from tests.helpers import ROOT
+from tests.services.test_auth import new_key
+
+PUSH = json.loads((ROOT.parent / "shared/github-webhooks/push/1.payload.json").read_text())
+
+
+def signed_push(stack, full_name: str, secret: str, github_id: int):
+    payload = json.loads(json.dumps(PUSH))
+    payload["repository"].update(full_name=full_name, id=github_id)
+    body = json.dumps(payload).encode()
+    signature = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return requests.post(
+        stack.url("activity") + "/webhooks/github",
+        data=body,
+        timeout=10,
+        headers={
+            "X-GitHub-Event": "push",
+            "X-GitHub-Delivery": str(uuid.uuid4()),
+            "X-Hub-Signature-256": signature,
+            "Content-Type": "application/json",
+        },
+    )
+
+
+def test_connect_within_the_plan_then_webhooks_rotate_disconnect_delete(stack):
+    writer = new_key(stack, "startup-inc", "activity:write", "activity:read")
+    reader = new_key(stack, "startup-inc", "activity:read")
+    base = stack.url("activity") + "/api/v1/orgs/startup-inc/repositories"
+    as_writer = {"Authorization": f"Bearer {writer}"}
+    as_reader = {"Authorization": f"Bearer {reader}"}
+
+    assert (
+        requests.post(
+            base, json={"full_name": "startup-inc/x"}, headers=as_reader, timeout=10
+        ).status_code
+        == 403
+    )
+    bad = requests.post(base, json={"full_name": "no slash"}, headers=as_writer, timeout=10)
+    assert bad.status_code == 422 and "full_name" in bad.json()["errors"]["json"]
+
+    created = []
+    for name in ("startup-inc/api", "startup-inc/web"):  # FREE: 1 seeded + 2 = the limit of 3
+        response = requests.post(base, json={"full_name": name}, headers=as_writer, timeout=10)
+        assert response.status_code == 201, response.text
+        body = response.json()
+        assert (
+            body["webhook_url"].endswith("/webhooks/github") and len(body["webhook_secret"]) == 64
+        )
+        created.append(body)
+    over = requests.post(
+        base, json={"full_name": "startup-inc/one-more"}, headers=as_writer, timeout=10
+    )
+    assert over.status_code == 402
+    assert "FREE plan allows at most 3 repositories" in over.json()["message"]
+    dup = requests.post(base, json={"full_name": "startup-inc/api"}, headers=as_writer, timeout=10)
+    assert dup.status_code == 409
+
+    api, secret = created[0], created[0]["webhook_secret"]
+    # The secret works; the first webhook teaches us the repository's GitHub id.
+    assert signed_push(stack, "startup-inc/api", secret, 990001).status_code == 202
+    got = requests.get(f"{base}/{api['id']}", headers=as_reader, timeout=10).json()
+    assert got["github_id"] == 990001
+    assert signed_push(stack, "startup-inc/api", "wrong", 990001).status_code == 401
+
+    rotated = requests.post(f"{base}/{api['id']}/rotate-secret", headers=as_writer, timeout=10)
+    assert rotated.status_code == 200
+    new_secret = rotated.json()["webhook_secret"]
+    assert signed_push(stack, "startup-inc/api", secret, 990001).status_code == 401
+    assert signed_push(stack, "startup-inc/api", new_secret, 990001).status_code == 202
+
+    restricted = requests.patch(
+        f"{base}/{api['id']}", json={"sensitivity": "RESTRICTED"}, headers=as_writer, timeout=10
+    )
+    assert restricted.status_code == 200
+    assert requests.get(f"{base}/{api['id']}", headers=as_reader, timeout=10).status_code == 404
+    listed = requests.get(base, headers=as_reader, timeout=10).json()
+    assert "startup-inc/api" not in {r["full_name"] for r in listed}
+
+    off = requests.post(f"{base}/{api['id']}/disconnect", headers=as_writer, timeout=10)
+    assert off.status_code == 200 and off.json()["is_active"] is False
+    assert signed_push(stack, "startup-inc/api", new_secret, 990001).status_code == 404
+    database = connect(stack.database_url)
+    count = "SELECT COUNT(*) FROM events WHERE repository_id = " + database.param
+    assert database.execute_sql(count, (api["id"],)).fetchone()[0] == 2  # data kept
+
+    assert requests.delete(f"{base}/{api['id']}", headers=as_writer, timeout=10).status_code == 204
+    assert database.execute_sql(count, (api["id"],)).fetchone()[0] == 0
+    actions = [
+        r[0]
+        for r in database.execute_sql(
+            "SELECT action FROM audit_logs WHERE target_type = 'repository' AND target_id = "
+            + database.param
+            + " ORDER BY id",
+            (str(api["id"]),),
+        ).fetchall()
+    ]
+    database.close()
+    assert actions == [
+        "repository.connected",
+        "repository.secret_rotated",
+        "repository.sensitivity_changed",
+        "repository.disconnected",
+        "repository.deleted",
+    ]
