@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 from collections import defaultdict
 
 import peewee as pw
@@ -24,8 +25,11 @@ from shared.models import (
     DeploymentState,
     Event,
     EventStatus,
+    Incident,
+    IncidentKind,
     Issue,
     IssueState,
+    Organization,
     PullRequest,
     PullRequestState,
     Repository,
@@ -43,6 +47,18 @@ TERMINAL_DEPLOYMENT_STATES = {
     DeploymentState.SUCCESS,
     DeploymentState.FAILURE,
     DeploymentState.ERROR,
+}
+FAILED_DEPLOYMENT_STATES = {DeploymentState.FAILURE, DeploymentState.ERROR}
+DEFAULT_INCIDENT_LABEL = "incident"
+DEFAULT_PRODUCTION_ENVIRONMENTS = ("production", "prod")
+REVERT_BRANCH = re.compile(r"^revert-\d+-")
+# A workflow run's conclusion as a deployment state.
+WORKFLOW_CONCLUSIONS = {
+    "success": DeploymentState.SUCCESS,
+    "failure": DeploymentState.FAILURE,
+    "timed_out": DeploymentState.FAILURE,
+    "startup_failure": DeploymentState.FAILURE,
+    "cancelled": DeploymentState.ERROR,
 }
 
 
@@ -105,6 +121,49 @@ def find_user(login: str | None = None, email: str | None = None) -> User | None
     if email:
         return User.get_or_none(User.email == email.lower())
     return None
+
+
+def org_settings(repo: Repository) -> dict:
+    return Organization.get_by_id(repo.organization_id).settings or {}
+
+
+def is_production(repo: Repository, environment: str) -> bool:
+    wanted = org_settings(repo).get("production_environments") or DEFAULT_PRODUCTION_ENVIRONMENTS
+    return environment.lower() in {e.lower() for e in wanted}
+
+
+def upsert_incident(
+    repo: Repository, kind: IncidentKind, source_id: int, title: str, opened_at, resolved_at
+) -> None:
+    row = {
+        "repository": repo.id,
+        "organization": repo.organization_id,
+        "kind": kind,
+        "source_id": source_id,
+        "title": title or "",
+        "opened_at": opened_at,
+        "resolved_at": resolved_at,
+    }
+    (
+        Incident.insert(**row)
+        .on_conflict(
+            conflict_target=[Incident.kind, Incident.source_id],
+            update={
+                Incident.title: row["title"],
+                Incident.resolved_at: resolved_at,
+                Incident.opened_at: opened_at,
+            },
+        )
+        .execute()
+    )
+
+
+def drop_incident(kind: IncidentKind, source_id: int) -> None:
+    Incident.delete().where((Incident.kind == kind) & (Incident.source_id == source_id)).execute()
+
+
+def is_revert(pr: PullRequest) -> bool:
+    return pr.title.startswith('Revert "') or bool(REVERT_BRANCH.match(pr.head_ref or ""))
 
 
 # Handlers -----------------------------------------------------------------------------
@@ -256,6 +315,11 @@ def handle_pull_request(event: Event, repo: Repository, payload: dict, changes: 
     elif event.action == "ready_for_review":
         ready_at = ts(pr.get("updated_at"))
     row = upsert_pull_request(repo, pr, ready_at=ready_at)
+    if is_revert(row) and row.state != PullRequestState.CLOSED:
+        # A revert is an incident from its opening until it is merged.
+        upsert_incident(repo, IncidentKind.REVERT, row.id, row.title, row.created_at, row.merged_at)
+    else:
+        drop_incident(IncidentKind.REVERT, row.id)  # not a revert, or closed unmerged
     changes.touch(repo, row.created_at, row.merged_at, row.closed_at, ready_at, pull_request=row)
 
 
@@ -382,6 +446,20 @@ def handle_issues(event: Event, repo: Repository, payload: dict, changes: Change
         Issue.update({k: v for k, v in fields.items() if k not in ("repository", "number")}).where(
             Issue.id == existing.id
         ).execute()
+    else:
+        return  # an older payload: the stored issue (and its incident) are newer
+    label = org_settings(repo).get("incident_label") or DEFAULT_INCIDENT_LABEL
+    if label in fields["labels"]:
+        upsert_incident(
+            repo,
+            IncidentKind.LABELED_ISSUE,
+            issue["id"],
+            fields["title"],
+            fields["created_at"],
+            fields["closed_at"],
+        )
+    else:
+        drop_incident(IncidentKind.LABELED_ISSUE, issue["id"])
     changes.touch(repo, fields["created_at"], fields["closed_at"])
 
 
@@ -389,6 +467,7 @@ def _upsert_deployment(repo: Repository, deployment: dict) -> Deployment:
     row = {
         "repository": repo.id,
         "organization": repo.organization_id,
+        "kind": "DEPLOYMENT",
         "github_id": deployment["id"],
         "environment": deployment.get("environment") or "",
         "sha": deployment.get("sha") or "",
@@ -397,7 +476,46 @@ def _upsert_deployment(repo: Repository, deployment: dict) -> Deployment:
         "created_at": ts(deployment.get("created_at")),
     }
     Deployment.insert(**row).on_conflict_ignore().execute()
-    return Deployment.get(Deployment.github_id == deployment["id"])
+    return Deployment.get(
+        (Deployment.kind == "DEPLOYMENT") & (Deployment.github_id == deployment["id"])
+    )
+
+
+def apply_deployment_state(repo: Repository, row: Deployment, state: DeploymentState, at) -> None:
+    """Record a status (an older one never overwrites a newer one) and keep the
+    failed-deployment incidents of production environments in step."""
+    if row.status_at is not None and at < row.status_at:
+        return
+    finished = at if state in TERMINAL_DEPLOYMENT_STATES else None
+    Deployment.update(state=state, status_at=at, finished_at=finished).where(
+        Deployment.id == row.id
+    ).execute()
+    if not is_production(repo, row.environment):
+        return
+    if state in FAILED_DEPLOYMENT_STATES:
+        upsert_incident(
+            repo,
+            IncidentKind.FAILED_DEPLOYMENT,
+            row.id,
+            f"Deployment to {row.environment} failed ({row.sha[:7]})",
+            at,
+            None,
+        )
+    elif state == DeploymentState.SUCCESS:
+        # A successful deployment to the same environment restores service.
+        failed = Deployment.select(Deployment.id).where(
+            (Deployment.repository == repo) & (Deployment.environment == row.environment)
+        )
+        (
+            Incident.update(resolved_at=at)
+            .where(
+                (Incident.kind == IncidentKind.FAILED_DEPLOYMENT)
+                & Incident.resolved_at.is_null()
+                & Incident.source_id.in_(failed)
+                & (Incident.opened_at <= at)
+            )
+            .execute()
+        )
 
 
 def handle_deployment(event: Event, repo: Repository, payload: dict, changes: Changes):
@@ -409,13 +527,42 @@ def handle_deployment_status(event: Event, repo: Repository, payload: dict, chan
     row = _upsert_deployment(repo, payload["deployment"])
     status = payload["deployment_status"]
     at = ts(status.get("created_at")) or event.received_at
-    state = DeploymentState(str(status.get("state", "pending")).upper())
-    if row.status_at is None or at >= row.status_at:  # an older status never wins
-        finished = at if state in TERMINAL_DEPLOYMENT_STATES else None
-        Deployment.update(state=state, status_at=at, finished_at=finished).where(
-            Deployment.id == row.id
-        ).execute()
+    apply_deployment_state(
+        repo, row, DeploymentState(str(status.get("state", "pending")).upper()), at
+    )
     changes.touch(repo, row.created_at, at)
+
+
+def handle_workflow_run(event: Event, repo: Repository, payload: dict, changes: Changes):
+    """Completed runs of the workflows a repository names as deploying are deployments
+    (for repositories that do not use GitHub Deployments)."""
+    run = payload["workflow_run"]
+    settings = repo.settings or {}
+    wanted = set(settings.get("deployment_workflows") or [])
+    path = (payload.get("workflow") or {}).get("path") or run.get("path") or ""
+    names = {run.get("name"), path, path.rsplit("/", 1)[-1]} - {None, ""}
+    if event.action != "completed" or not (wanted & names):
+        return
+    environment = settings.get("deployment_environment") or "production"
+    started = ts(run.get("run_started_at")) or ts(run.get("created_at"))
+    row = {
+        "repository": repo.id,
+        "organization": repo.organization_id,
+        "kind": "WORKFLOW_RUN",
+        "github_id": run["id"],
+        "environment": environment,
+        "sha": run.get("head_sha") or "",
+        "ref": run.get("head_branch"),
+        "creator_login": (run.get("triggering_actor") or run.get("actor") or {}).get("login"),
+        "created_at": started,
+    }
+    Deployment.insert(**row).on_conflict_ignore().execute()
+    deployment = Deployment.get(
+        (Deployment.kind == "WORKFLOW_RUN") & (Deployment.github_id == run["id"])
+    )
+    state = WORKFLOW_CONCLUSIONS.get(run.get("conclusion") or "", DeploymentState.INACTIVE)
+    apply_deployment_state(repo, deployment, state, ts(run.get("updated_at")) or started)
+    changes.touch(repo, started)
 
 
 def handle_repository(event: Event, repo: Repository, payload: dict, changes: Changes):
@@ -441,6 +588,7 @@ HANDLERS = {
     "deployment": handle_deployment,
     "deployment_status": handle_deployment_status,
     "repository": handle_repository,
+    "workflow_run": handle_workflow_run,
 }
 
 

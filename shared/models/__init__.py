@@ -5,7 +5,15 @@ column already leads a composite index is declared `index=False`, since that com
 index serves both the lookups and the ON DELETE checks.
 """
 
-from shared.models.activity import Commit, Deployment, Event, Issue, PullRequest, Review
+from shared.models.activity import (
+    Commit,
+    Deployment,
+    Event,
+    Incident,
+    Issue,
+    PullRequest,
+    Review,
+)
 from shared.models.base import BaseModel, utcnow
 from shared.models.core import Organization, User, UserOrganization
 from shared.models.enums import (
@@ -13,6 +21,7 @@ from shared.models.enums import (
     DeliveryStatus,
     DeploymentState,
     EventStatus,
+    IncidentKind,
     IssueState,
     JobStatus,
     Plan,
@@ -48,7 +57,7 @@ MODELS = [
     AuditLog,
 ]
 # Infrastructure tables beyond the 16 of the product's schema.
-MODELS += [Job, InboxMessage, Session, Review, Deployment]
+MODELS += [Job, InboxMessage, Session, Review, Deployment, Incident]
 
 __all__ = [m.__name__ for m in MODELS] + [
     "MODELS",
@@ -61,6 +70,7 @@ __all__ = [m.__name__ for m in MODELS] + [
     "JobStatus",
     "DeploymentState",
     "ReviewKind",
+    "IncidentKind",
     "Plan",
     "PullRequestState",
     "RiskLevel",

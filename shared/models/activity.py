@@ -7,6 +7,7 @@ from shared.models.core import Organization, User
 from shared.models.enums import (
     DeploymentState,
     EventStatus,
+    IncidentKind,
     IssueState,
     PullRequestState,
     ReviewKind,
@@ -188,7 +189,9 @@ class Deployment(BaseModel):
         Repository, backref="deployments", on_delete="CASCADE", index=False
     )
     organization = pw.ForeignKeyField(Organization, on_delete="CASCADE", index=False)
-    github_id = pw.BigIntegerField(unique=True)
+    # GitHub Deployments, or completed runs of a workflow the repository names as deploying.
+    kind = pw.CharField(max_length=16, default="DEPLOYMENT")
+    github_id = pw.BigIntegerField()
     environment = pw.CharField(max_length=255)
     sha = pw.CharField(max_length=64)
     ref = pw.CharField(max_length=255, null=True)
@@ -202,7 +205,28 @@ class Deployment(BaseModel):
     class Meta:
         table_name = "deployments"
         indexes = (
+            (("kind", "github_id"), True),
             (("repository", "environment", "created_at"), False),
             (("organization", "created_at"), False),
             (("organization", "state", "finished_at"), False),
+        )
+
+
+class Incident(BaseModel):
+    """A production incident for DORA's failure rate and time to restore."""
+
+    repository = pw.ForeignKeyField(Repository, on_delete="CASCADE", index=False)
+    organization = pw.ForeignKeyField(Organization, on_delete="CASCADE", index=False)
+    kind = EnumField(IncidentKind, max_length=24)
+    source_id = pw.BigIntegerField()  # the issue, deployment or pull request it comes from
+    title = pw.TextField(default="")
+    opened_at = UTCDateTimeField()
+    resolved_at = UTCDateTimeField(null=True)
+
+    class Meta:
+        table_name = "incidents"
+        indexes = (
+            (("kind", "source_id"), True),
+            (("organization", "opened_at"), False),
+            (("repository", "opened_at"), False),
         )

@@ -85,3 +85,9 @@ class DeploymentState(StrEnum):
     FAILURE = "FAILURE"
     ERROR = "ERROR"
     INACTIVE = "INACTIVE"
+
+
+class IncidentKind(StrEnum):
+    LABELED_ISSUE = "LABELED_ISSUE"  # an issue carrying the incident label
+    FAILED_DEPLOYMENT = "FAILED_DEPLOYMENT"  # a failed production deployment
+    REVERT = "REVERT"  # a revert pull request

@@ -21,6 +21,8 @@ class Repository(BaseModel):
     # Fernet ciphertext of the webhook HMAC secret (shared.crypto).
     webhook_secret_encrypted = pw.TextField(null=True)
     is_active = pw.BooleanField(default=True)
+    # e.g. {"deployment_workflows": ["deploy.yml"], "deployment_environment": "production"}
+    settings = pw.JSONField(default=dict)
     connected_at = UTCDateTimeField(default=utcnow)
     disconnected_at = UTCDateTimeField(null=True)
     created_at = UTCDateTimeField(default=utcnow)
