@@ -58,6 +58,7 @@ def test_seed_twice_leaves_the_same_rows(fresh_database_url):
         "deployments",
         "events",
         "inbox_messages",
+        "incidents",
         "jobs",
         "reviews",
         "sessions",

@@ -67,6 +67,11 @@ class OrgSettingsSchema(Schema):
     digest_hour = ma.fields.Integer(validate=ma.validate.Range(0, 23))
     retention_events_days = ma.fields.Integer(validate=ma.validate.Range(7, 3650))
     retention_audit_days = ma.fields.Integer(validate=ma.validate.Range(365, 2557))
+    incident_label = ma.fields.String(validate=ma.validate.Length(min=1, max=50))
+    production_environments = ma.fields.List(
+        ma.fields.String(validate=ma.validate.Length(min=1, max=255)),
+        validate=ma.validate.Length(min=1, max=20),
+    )
 
     @ma.validates("timezone")
     def check_timezone(self, value, **kwargs):

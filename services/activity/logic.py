@@ -125,6 +125,20 @@ def update_sensitivity(repo: Repository, sensitivity) -> Repository:
     return repo
 
 
+def update_settings(repo: Repository, settings: dict) -> Repository:
+    with db.atomic():
+        repo.settings = {**(repo.settings or {}), **settings}
+        repo.save()
+        audit.record(
+            "repository.settings_changed",
+            organization=repo.organization_id,
+            target_type="repository",
+            target_id=repo.id,
+            metadata={"changed": sorted(settings)},
+        )
+    return repo
+
+
 def rotate_secret(repo: Repository) -> str:
     secret = secrets.token_hex(32)
     with db.atomic():
@@ -288,3 +302,111 @@ def _learn_metadata(repo: Repository, data: dict) -> None:
     repo.language = data.get("language")
     repo.private = bool(data.get("private"))
     repo.save()
+
+
+# Read API -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Listing:
+    model: type
+    date_field: str  # what `from`/`to` filter on; also the default sort (newest first)
+    filters: dict  # query parameter -> column
+    sortable: tuple
+
+
+def _listings():
+    from shared.models import Commit, Deployment, Incident, Issue, PullRequest, Review
+
+    return {
+        "commits": Listing(
+            Commit,
+            "authored_at",
+            {"author": Commit.author_login, "branch": Commit.branch},
+            ("authored_at", "committed_at", "additions", "deletions"),
+        ),
+        "pull-requests": Listing(
+            PullRequest,
+            "created_at",
+            {"author": PullRequest.author_login, "state": PullRequest.state},
+            ("created_at", "merged_at", "closed_at", "updated_at", "number"),
+        ),
+        "reviews": Listing(
+            Review,
+            "submitted_at",
+            {"author": Review.reviewer_login, "state": Review.state, "kind": Review.kind},
+            ("submitted_at",),
+        ),
+        "issues": Listing(
+            Issue,
+            "created_at",
+            {"author": Issue.author_login, "state": Issue.state},
+            ("created_at", "closed_at", "number"),
+        ),
+        "deployments": Listing(
+            Deployment,
+            "created_at",
+            {"environment": Deployment.environment, "state": Deployment.state},
+            ("created_at", "finished_at"),
+        ),
+        "incidents": Listing(
+            Incident, "opened_at", {"kind": Incident.kind}, ("opened_at", "resolved_at")
+        ),
+        "events": Listing(
+            Event,
+            "received_at",
+            {"event_type": Event.event_type, "status": Event.status},
+            ("received_at",),
+        ),
+    }
+
+
+def activity_listing(kind: str, organization, args: dict, *, can_see_restricted: bool):
+    """One list endpoint's query: the org's rows (RESTRICTED repositories only for ADMIN+),
+    filtered, sorted, ready to paginate. Filters that do not apply are a 422 naming them."""
+    from shared.errors import Invalid
+    from shared.models import PullRequest, Review
+
+    listing = _listings()[kind]
+    model = listing.model
+    unknown = sorted(
+        k
+        for k in args
+        if k not in listing.filters and k not in ("repository", "start", "end", "sort")
+    )
+    if unknown:
+        raise Invalid(
+            f"{', '.join(unknown)} cannot filter {kind}",
+            {"query": {name: [f"not a filter of {kind}"] for name in unknown}},
+        )
+    query = model.select().where(model.organization == organization)
+    repo_column = PullRequest.repository if model is Review else model.repository
+    if model is Review:
+        query = query.join(PullRequest)
+    query = query.join(Repository, on=(repo_column == Repository.id))
+    if not can_see_restricted:
+        query = query.where(Repository.sensitivity != Sensitivity.RESTRICTED)
+    if args.get("repository") is not None:
+        query = query.where(Repository.id == args["repository"])
+    for name, column in listing.filters.items():
+        if args.get(name) is not None:
+            query = query.where(column == args[name])
+    date_column = getattr(model, listing.date_field)
+    if args.get("start"):
+        query = query.where(date_column >= args["start"])
+    if args.get("end"):
+        query = query.where(date_column <= args["end"])
+    sort = args.get("sort") or f"-{listing.date_field}"
+    field_name = sort.lstrip("-")
+    if field_name not in listing.sortable:
+        raise Invalid(
+            f"cannot sort {kind} by {field_name!r}",
+            {
+                "query": {
+                    "sort": [f"one of {', '.join(listing.sortable)}, optionally prefixed with -"]
+                }
+            },
+        )
+    column = getattr(model, field_name)
+    order = column.desc(nulls="LAST") if sort.startswith("-") else column.asc(nulls="LAST")
+    return query.order_by(order, model.id.desc())

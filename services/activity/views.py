@@ -64,9 +64,14 @@ class RepositoryDetail(MethodView):
     @repositories.arguments(s.RepositoryUpdateSchema)
     @repositories.response(200, s.RepositorySchema)
     def patch(self, body, org, repo_id):
-        """Change the sensitivity level (RESTRICTED: visible to ADMIN+ only)."""
+        """Change the sensitivity level (RESTRICTED: visible to ADMIN+ only) or the
+        settings (which workflows deploy, to which environment)."""
         repo = logic.get_repository(g.org, repo_id, can_see_restricted=True)
-        return logic.update_sensitivity(repo, body["sensitivity"])
+        if "sensitivity" in body:
+            repo = logic.update_sensitivity(repo, body["sensitivity"])
+        if "settings" in body:
+            repo = logic.update_settings(repo, body["settings"])
+        return repo
 
     @require(scope="activity:write", role=Role.ADMIN)
     @repositories.response(204)
@@ -125,3 +130,36 @@ class GitHubWebhook(MethodView):
         """Receive a GitHub delivery: verified, stored durably, then answered (202)."""
         delivery = logic.receive_webhook(request.get_data(cache=False), request.headers)
         return delivery.body, delivery.status
+
+
+activity = Blueprint(
+    "activity",
+    __name__,
+    url_prefix="/api/v1/orgs/<org>",
+    description="What happened: commits, pull requests, reviews, issues, deployments, "
+    "incidents and raw events (filter by `repository` for one repository)",
+)
+
+
+def _list_route(path: str, kind: str, schema, *, role=Role.VIEWER, scope="activity:read"):
+    class ActivityList(MethodView):
+        @require(scope=scope, role=role)
+        @activity.arguments(s.ActivityQuerySchema, location="query")
+        @activity.response(200, schema(many=True))
+        @activity.paginate(PeeweePage)
+        def get(self, args, org):
+            return logic.activity_listing(kind, g.org, args, can_see_restricted=_sees_restricted())
+
+    ActivityList.get.__doc__ = f"The organization's {kind.replace('-', ' ')}, newest first."
+    ActivityList.__name__ = f"{kind.title().replace('-', '')}List"
+    activity.route(path)(ActivityList)
+
+
+_list_route("/commits", "commits", s.CommitSchema)
+_list_route("/pull-requests", "pull-requests", s.PullRequestSchema)
+_list_route("/reviews", "reviews", s.ReviewSchema)
+_list_route("/issues", "issues", s.IssueSchema)
+_list_route("/deployments", "deployments", s.DeploymentSchema)
+_list_route("/incidents", "incidents", s.IncidentSchema)
+# Raw payloads can hold anything a repository contains: ADMIN+ only.
+_list_route("/events", "events", s.EventSchema, role=Role.ADMIN, scope="admin")
