@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import time
 from urllib.parse import urlencode
 
 import requests
@@ -91,3 +92,95 @@ class GitHub:
             return response.json()
         except ValueError:
             raise UpstreamError("GitHub answered with something that is not JSON") from None
+
+
+class RestPage:
+    def __init__(self, status: int, data, headers, next_url: str | None):
+        self.status, self.data, self.headers, self.next_url = status, data, headers, next_url
+
+
+class GitHubRest:
+    """The REST API for backfills: `Link` pagination, conditional requests (ETag), rate
+    limits honoured (wait for the reset or Retry-After instead of hammering), 5xx retried
+    with backoff. `sleep` is injectable so waits are observable."""
+
+    MAX_ATTEMPTS = 5
+
+    def __init__(
+        self,
+        token: str | None,
+        settings: Settings | None = None,
+        *,
+        sleep=None,
+        max_wait_seconds: float = 900.0,
+    ):
+        self.settings = settings or Settings.from_env()
+        self.session = requests.Session()
+        self.session.headers.update({**API_HEADERS, "User-Agent": "DevMetrics"})
+        if token:
+            self.session.headers["Authorization"] = f"Bearer {token}"
+        self.sleep = sleep or time.sleep
+        self.max_wait = max_wait_seconds
+        self.rate_limit_remaining: int | None = None
+        self.requests_made = 0
+        self.waited_seconds = 0.0
+
+    def url(self, path: str) -> str:
+        return path if path.startswith("http") else f"{self.settings.github_api_url}{path}"
+
+    def get(self, path: str, params: dict | None = None, etag: str | None = None) -> RestPage:
+        headers = {"If-None-Match": etag} if etag else {}
+        for attempt in range(1, self.MAX_ATTEMPTS + 1):
+            try:
+                response = self.session.get(
+                    self.url(path),
+                    params=params,
+                    headers=headers,
+                    timeout=self.settings.github_timeout_seconds,
+                )
+            except requests.RequestException as exc:
+                if attempt == self.MAX_ATTEMPTS:
+                    raise UpstreamError(
+                        f"GitHub could not be reached: {type(exc).__name__}"
+                    ) from None
+                self._wait(2 ** (attempt - 1) * 0.5)
+                continue
+            self.requests_made += 1
+            remaining = response.headers.get("X-RateLimit-Remaining")
+            if remaining is not None and remaining.isdigit():
+                self.rate_limit_remaining = int(remaining)
+            if response.status_code in (403, 429) and (
+                remaining == "0" or "Retry-After" in response.headers
+            ):
+                retry_after = response.headers.get("Retry-After")
+                reset = response.headers.get("X-RateLimit-Reset")
+                if retry_after and retry_after.isdigit():
+                    wait = float(retry_after)
+                elif reset and reset.isdigit():
+                    wait = max(0.0, int(reset) - time.time()) + 1
+                else:
+                    wait = 60.0
+                if wait > self.max_wait:
+                    raise UpstreamError(f"GitHub rate limit: next request allowed in {int(wait)} s")
+                self._wait(wait)
+                continue
+            if response.status_code >= 500:
+                if attempt == self.MAX_ATTEMPTS:
+                    raise UpstreamError(f"GitHub kept failing (HTTP {response.status_code})")
+                self._wait(2 ** (attempt - 1) * 0.5)
+                continue
+            if response.status_code == 304:
+                return RestPage(304, None, response.headers, None)
+            if response.status_code in (401, 403):
+                raise BadRequest(f"GitHub refused the token (HTTP {response.status_code})")
+            if response.status_code == 404:
+                raise BadRequest(f"GitHub has no {path} (or the token cannot see it)")
+            if response.status_code >= 400:
+                raise UpstreamError(f"GitHub answered HTTP {response.status_code} for {path}")
+            next_url = response.links.get("next", {}).get("url")
+            return RestPage(response.status_code, response.json(), response.headers, next_url)
+        raise UpstreamError("GitHub did not answer usefully")  # pragma: no cover
+
+    def _wait(self, seconds: float) -> None:
+        self.waited_seconds += seconds
+        self.sleep(seconds)

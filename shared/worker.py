@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 WORKERS: dict[str, tuple[str, str | None]] = {
     "outbox": ("shared.outbox:deliver", "outbox"),
     "events": ("services.activity.processing:process_batch", None),
+    "backfill": ("services.activity.backfill:run_job", "backfill"),
 }
 
 

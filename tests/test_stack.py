@@ -23,7 +23,7 @@ from tests.helpers import (
 )
 
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-WORKERS = ("worker-outbox", "worker-events")
+WORKERS = ("worker-outbox", "worker-events", "worker-backfill")
 
 
 def test_make_run_starts_everything_and_ctrl_c_stops_it(fresh_database_url, tmp_path):

@@ -180,6 +180,31 @@ def delete_repository(repo: Repository) -> None:
         repo.delete_instance()
 
 
+def queue_backfill(repo: Repository, since) -> dict:
+    from shared import jobs
+
+    if not repo.is_active:
+        raise Conflict(f"{repo.full_name} is disconnected")
+    state = {**(repo.backfill_state or {}), "state": "queued", "error": None}
+    with db.atomic():
+        jobs.enqueue(
+            "backfill",
+            {"repository_id": repo.id, "since": since.isoformat() if since else None},
+            dedupe_key=f"repository:{repo.id}",
+            organization=repo.organization_id,
+            max_attempts=3,
+        )
+        Repository.update(backfill_state=state).where(Repository.id == repo.id).execute()
+        audit.record(
+            "repository.backfill_requested",
+            organization=repo.organization_id,
+            target_type="repository",
+            target_id=repo.id,
+            metadata={"since": since.isoformat() if since else None},
+        )
+    return state
+
+
 # Webhook intake -----------------------------------------------------------------------
 
 

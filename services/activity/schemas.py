@@ -193,3 +193,24 @@ class EventSchema(Schema):
     received_at = ma.fields.DateTime()
     processed_at = ma.fields.DateTime(allow_none=True)
     payload = ma.fields.Dict()
+
+
+class BackfillRequestSchema(Schema):
+    since = ma.fields.AwareDateTime(
+        load_default=None,
+        allow_none=True,
+        metadata={"description": "Import history from this time"},
+    )
+
+
+class BackfillStateSchema(Schema):
+    state = ma.fields.String(allow_none=True)
+    since = ma.fields.String(allow_none=True)
+    started_at = ma.fields.String(allow_none=True)
+    finished_at = ma.fields.String(allow_none=True)
+    error = ma.fields.String(allow_none=True)
+    pages = ma.fields.Integer()
+    items = ma.fields.Integer()
+    not_modified = ma.fields.Integer()
+    rate_limit_remaining = ma.fields.Integer(allow_none=True)
+    marks = ma.fields.Dict()

@@ -99,6 +99,24 @@ class Disconnect(MethodView):
         return logic.disconnect(logic.get_repository(g.org, repo_id, can_see_restricted=True))
 
 
+@repositories.route("/<int:repo_id>/backfill")
+class BackfillRun(MethodView):
+    @require(scope="activity:read", role=Role.VIEWER)
+    @repositories.response(200, s.BackfillStateSchema)
+    def get(self, org, repo_id):
+        """Progress of the repository's backfill: state, pages, items, rate limit left."""
+        repo = logic.get_repository(g.org, repo_id, can_see_restricted=_sees_restricted())
+        return repo.backfill_state or {"state": None, "pages": 0, "items": 0}
+
+    @require(scope="activity:write", role=Role.ADMIN)
+    @repositories.arguments(s.BackfillRequestSchema)
+    @repositories.response(202, s.BackfillStateSchema)
+    def post(self, body, org, repo_id):
+        """Queue a backfill from the GitHub API (the `backfill` worker runs it)."""
+        repo = logic.get_repository(g.org, repo_id, can_see_restricted=True)
+        return logic.queue_backfill(repo, body["since"])
+
+
 @webhooks.route("/github")
 class GitHubWebhook(MethodView):
     @webhooks.doc(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from shared.cli.apikey import apikey_group
+from shared.cli.backfill import backfill_cmd
 from shared.cli.db import db_group
 from shared.cli.events import events_group
 from shared.cli.keys import keys_group
@@ -21,3 +22,4 @@ main.add_command(apikey_group)
 main.add_command(worker_cmd)
 main.add_command(keys_group)
 main.add_command(events_group)
+main.add_command(backfill_cmd)

@@ -23,6 +23,8 @@ class Repository(BaseModel):
     is_active = pw.BooleanField(default=True)
     # e.g. {"deployment_workflows": ["deploy.yml"], "deployment_environment": "production"}
     settings = pw.JSONField(default=dict)
+    # Backfill progress and the incremental marks and ETags of the last run.
+    backfill_state = pw.JSONField(default=dict)
     connected_at = UTCDateTimeField(default=utcnow)
     disconnected_at = UTCDateTimeField(null=True)
     created_at = UTCDateTimeField(default=utcnow)

@@ -1,0 +1,280 @@
+"""Backfill a repository's history from the GitHub REST API into the same rows webhooks
+produce (the same handlers normalize both).
+
+Incremental: per resource a high-water mark (the newest `updated_at`/date seen) and the
+ETag of the first page are kept in `repositories.backfill_state`, so a second run asks only
+for what changed (and GitHub answers 304 to unchanged first pages, which costs no quota).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable
+from types import SimpleNamespace
+
+from services.activity import processing
+from shared import crypto
+from shared.database import db
+from shared.errors import BadRequest
+from shared.github import GitHubRest
+from shared.models import Repository, Role, User, UserOrganization, utcnow
+
+log = logging.getLogger(__name__)
+PER_PAGE = 100
+QUEUE = "backfill"
+
+
+def token_for(repo: Repository, env_token: str | None = None) -> str | None:
+    """GITHUB_TOKEN when given, else the GitHub token of one of the org's OWNERs/ADMINs."""
+    if env_token:
+        return env_token
+    row = (
+        User.select(User.oauth_token_encrypted)
+        .join(UserOrganization)
+        .where(
+            (UserOrganization.organization == repo.organization_id)
+            & UserOrganization.role.in_([Role.OWNER, Role.ADMIN])
+            & User.oauth_token_encrypted.is_null(False)
+        )
+        .order_by(UserOrganization.role.desc())
+        .first()
+    )
+    return crypto.decrypt(row.oauth_token_encrypted) if row else None
+
+
+def _api_commit_as_push(commit: dict) -> dict:
+    """A REST commit in the shape of a push payload's commit (what handle_push reads)."""
+    info = commit.get("commit") or {}
+    author = info.get("author") or {}
+    files = [f.get("filename") for f in commit.get("files") or [] if f.get("filename")]
+    return {
+        "id": commit["sha"],
+        "timestamp": author.get("date"),
+        "message": info.get("message"),
+        "author": {
+            "name": author.get("name"),
+            "email": author.get("email"),
+            "username": (commit.get("author") or {}).get("login"),
+        },
+        "modified": files,
+    }
+
+
+class Backfill:
+    def __init__(
+        self,
+        repo: Repository,
+        client: GitHubRest,
+        since: dt.datetime | None,
+        progress: Callable[[dict], None] | None = None,
+    ):
+        self.repo, self.client, self.since = repo, client, since
+        self.progress = progress or (lambda state: None)
+        previous = repo.backfill_state or {}
+        self.state = {
+            "state": "running",
+            "since": since.isoformat() if since else None,
+            "started_at": utcnow().isoformat(),
+            "finished_at": None,
+            "error": None,
+            "pages": 0,
+            "items": 0,
+            "not_modified": 0,
+            "rate_limit_remaining": None,
+            "marks": dict(previous.get("marks") or {}),
+            "etags": dict(previous.get("etags") or {}),
+        }
+        self.changes = processing.Changes()
+        self.path = f"/repos/{repo.full_name}"
+
+    # Paging --------------------------------------------------------------------------
+    def pages(self, resource: str, path: str, params: dict):
+        """Every page of a list; the first page is conditional on its stored ETag."""
+        url, first = path, True
+        while url:
+            key = f"{resource}:{url}:{sorted(params.items()) if first else ''}"
+            page = self.client.get(
+                url, params if first else None, etag=self.state["etags"].get(key) if first else None
+            )
+            self.state["pages"] += 1
+            self.state["rate_limit_remaining"] = self.client.rate_limit_remaining
+            if page.status == 304:
+                self.state["not_modified"] += 1
+                return
+            if first and page.headers.get("ETag"):
+                self.state["etags"][key] = page.headers["ETag"]
+            yield page.data
+            url, first = page.next_url, False
+            self.progress(self.state)
+
+    def _mark(self, resource: str) -> str | None:
+        mark = self.state["marks"].get(resource)
+        since = self.since.isoformat().replace("+00:00", "Z") if self.since else None
+        return max(filter(None, [mark, since]), default=None)
+
+    def _since_param(self, resource: str) -> str | None:
+        """GitHub's `since` is inclusive: start one second after the newest item seen."""
+        mark = self._mark(resource)
+        if mark is None:
+            return None
+        moment = processing.ts(mark)
+        if resource in self.state["marks"] and mark == self.state["marks"][resource]:
+            moment += dt.timedelta(seconds=1)
+        return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def _advance(self, resource: str, value: str | None):
+        if value and value > (self.state["marks"].get(resource) or ""):
+            self.state["marks"][resource] = value
+
+    # Resources ------------------------------------------------------------------------
+    def pull_requests(self):
+        mark = self._mark("pulls")
+        params = {"state": "all", "sort": "updated", "direction": "desc", "per_page": PER_PAGE}
+        newest = None
+        for items in self.pages("pulls", f"{self.path}/pulls", params):
+            for pr in items:
+                if mark and pr["updated_at"] < mark:
+                    return self._advance("pulls", newest)  # sorted newest first: done
+                newest = max(newest or "", pr["updated_at"])
+                self._pull_request(pr)
+        self._advance("pulls", newest)
+
+    def _pull_request(self, pr: dict):
+        action = "opened" if not pr.get("draft") else None
+        processing.handle_pull_request(
+            SimpleNamespace(action=action, received_at=utcnow()),
+            self.repo,
+            {"pull_request": pr},
+            self.changes,
+        )
+        number = pr["number"]
+        for items in self.pages(
+            f"reviews:{number}", f"{self.path}/pulls/{number}/reviews", {"per_page": PER_PAGE}
+        ):
+            for review in items:
+                processing.handle_review(
+                    SimpleNamespace(action="submitted"),
+                    self.repo,
+                    {"review": review, "pull_request": pr},
+                    self.changes,
+                )
+        for items in self.pages(
+            f"pr-commits:{number}", f"{self.path}/pulls/{number}/commits", {"per_page": PER_PAGE}
+        ):
+            self._commits(items, pr["head"]["ref"])
+        self.state["items"] += 1
+
+    def _commits(self, items: list, branch: str):
+        payload = {
+            "ref": f"refs/heads/{branch}",
+            "repository": {},
+            "commits": [_api_commit_as_push(c) for c in items],
+        }
+        processing.handle_push(
+            SimpleNamespace(action=None, received_at=utcnow()), self.repo, payload, self.changes
+        )
+        self.state["items"] += len(items)
+
+    def issues(self):
+        params = {"state": "all", "sort": "updated", "direction": "asc", "per_page": PER_PAGE}
+        if since := self._since_param("issues"):
+            params["since"] = since
+        for items in self.pages("issues", f"{self.path}/issues", params):
+            for issue in items:
+                self._advance("issues", issue["updated_at"])
+                if issue.get("pull_request"):
+                    continue  # the issues list includes pull requests
+                processing.handle_issues(
+                    SimpleNamespace(action=None), self.repo, {"issue": issue}, self.changes
+                )
+                self.state["items"] += 1
+
+    def default_branch_commits(self):
+        branch = self.repo.default_branch
+        params = {"sha": branch, "per_page": PER_PAGE}
+        if since := self._since_param("commits"):
+            params["since"] = since
+        for items in self.pages("commits", f"{self.path}/commits", params):
+            self._commits(items, branch)
+            for commit in items:
+                self._advance("commits", (commit.get("commit") or {}).get("author", {}).get("date"))
+
+    def deployments(self):
+        mark = self._mark("deployments")
+        for items in self.pages("deployments", f"{self.path}/deployments", {"per_page": PER_PAGE}):
+            for deployment in items:
+                if mark and deployment["created_at"] < mark:
+                    continue
+                self._advance("deployments", deployment["created_at"])
+                processing.handle_deployment(
+                    SimpleNamespace(action="created"),
+                    self.repo,
+                    {"deployment": deployment},
+                    self.changes,
+                )
+                statuses = []
+                for page in self.pages(
+                    f"statuses:{deployment['id']}",
+                    f"{self.path}/deployments/{deployment['id']}/statuses",
+                    {"per_page": PER_PAGE},
+                ):
+                    statuses.extend(page)
+                for status in sorted(statuses, key=lambda s: s["created_at"]):
+                    processing.handle_deployment_status(
+                        SimpleNamespace(action="created", received_at=utcnow()),
+                        self.repo,
+                        {"deployment": deployment, "deployment_status": status},
+                        self.changes,
+                    )
+                self.state["items"] += 1
+
+    def run(self) -> dict:
+        self._save()
+        try:
+            for step in (
+                self.pull_requests,
+                self.issues,
+                self.default_branch_commits,
+                self.deployments,
+            ):
+                with db.atomic():
+                    step()
+                    self.changes.publish()  # the metrics service recomputes what changed
+                    self.changes = processing.Changes()
+            self.state.update(state="done", finished_at=utcnow().isoformat())
+        except Exception as exc:
+            self.state.update(
+                state="failed", error=str(exc)[:1000], finished_at=utcnow().isoformat()
+            )
+            self._save()
+            raise
+        self._save()
+        return self.state
+
+    def _save(self):
+        with db.atomic():
+            Repository.update(backfill_state=self.state).where(
+                Repository.id == self.repo.id
+            ).execute()
+
+
+def backfill(
+    repo: Repository,
+    since: dt.datetime | None = None,
+    *,
+    token: str | None = None,
+    sleep=None,
+    progress=None,
+) -> dict:
+    if not repo.is_active:
+        raise BadRequest(f"{repo.full_name} is disconnected")
+    client = GitHubRest(token_for(repo, token), sleep=sleep)
+    return Backfill(repo, client, since, progress).run()
+
+
+def run_job(job) -> None:
+    """Worker handler for the `backfill` queue (jobs enqueued by the API)."""
+    repo = Repository.get_by_id(job.payload["repository_id"])
+    since = job.payload.get("since")
+    backfill(repo, dt.datetime.fromisoformat(since) if since else None)
