@@ -172,6 +172,10 @@ def fake_github(fake_github_server):
     state.codes.clear()
     state.users.clear()
     state.requests.clear()
+    state.rest, state.page_cap = {}, 100
+    state.rate_limit_once.clear()
+    state.error502_once.clear()
+    state.rest_requests.clear()
     return state
 
 

@@ -12,6 +12,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlencode
 
 from flask import Flask, jsonify, request
 from werkzeug.serving import make_server
@@ -60,6 +61,73 @@ def github_user(login: str, github_id: int, name: str, email: str | None) -> dic
     return user
 
 
+def push_commit_as_api(commit: dict) -> dict:
+    """A push payload's commit in the shape of the REST API's commit object."""
+    author = commit.get("author") or {}
+    person = {
+        "name": author.get("name"),
+        "email": author.get("email"),
+        "date": commit.get("timestamp"),
+    }
+    login = author.get("username")
+    return {
+        "sha": commit["id"],
+        "node_id": "C_" + commit["id"][:10],
+        "commit": {"author": person, "committer": person, "message": commit.get("message")},
+        "author": {"login": login, "id": 1, "type": "User"} if login else None,
+        "committer": None,
+        "parents": [],
+        "files": [{"filename": f} for f in commit.get("modified") or []],
+    }
+
+
+def load_rest_data() -> dict:
+    """What the fake serves for one repository, all from recorded real GitHub objects."""
+    hooks = REFERENCE / "github-webhooks"
+    issues = [
+        i
+        for x in json.loads((REFERENCE / "github-api/paginate-issues.json").read_text())
+        for i in x["response"]
+    ]
+    closed = json.loads((hooks / "pull_request/closed.payload.json").read_text())["pull_request"]
+    opened = json.loads((hooks / "pull_request/opened.payload.json").read_text())["pull_request"]
+    pulls = [closed]
+    for n, day in ((3, "2019-05-16"), (4, "2019-05-17")):
+        pr = copy.deepcopy(opened)
+        pr.update(
+            number=n,
+            id=opened["id"] + n,
+            title=f"{opened['title']} #{n}",
+            created_at=f"{day}T10:00:00Z",
+            updated_at=f"{day}T11:00:00Z",
+        )
+        pr["head"] = {**pr["head"], "ref": f"feature-{n}"}
+        pulls.append(pr)
+    pulls.sort(key=lambda p: p["updated_at"], reverse=True)
+    review = json.loads((hooks / "pull_request_review/submitted.payload.json").read_text())[
+        "review"
+    ]
+    first = json.loads((hooks / "push/with-new-branch.payload.json").read_text())["commits"][0]
+    later = {
+        **first,
+        "id": "0d1a26e67d8f5eaf1f6ba5c57fc3c7d91ac0fd1c",
+        "timestamp": "2019-05-16T09:00:00-04:00",
+        "message": "A later commit",
+    }
+    commits = [push_commit_as_api(c) for c in (later, first)]  # newest first, as GitHub lists
+    status_payload = json.loads((hooks / "deployment_status/payload.json").read_text())
+    deployment = status_payload["deployment"]
+    return {
+        "issues": issues,
+        "pulls": pulls,
+        "reviews": {2: [review]},
+        "pr_commits": {2: commits, 3: [], 4: []},
+        "commits": commits,
+        "deployments": [deployment],
+        "statuses": {deployment["id"]: [status_payload["deployment_status"]]},
+    }
+
+
 @dataclass
 class FakeGitHub:
     url: str = ""
@@ -68,6 +136,11 @@ class FakeGitHub:
     codes: dict = field(default_factory=dict)  # code -> access token
     users: dict = field(default_factory=dict)  # access token -> (user dict, emails)
     requests: list = field(default_factory=list)  # (method, path, form/query)
+    rest: dict = field(default_factory=dict)  # repository data served under /repos/...
+    page_cap: int = 100  # GitHub's maximum per_page; lower it to force pagination
+    rate_limit_once: set = field(default_factory=set)  # paths answered 403 + reset, once
+    error502_once: set = field(default_factory=set)  # paths answered 502, once
+    rest_requests: list = field(default_factory=list)  # (path, query, If-None-Match)
 
     def add_user(
         self,
@@ -148,7 +221,77 @@ def make_app(state: FakeGitHub) -> Flask:
         found = _user()
         return (jsonify(found[1]), 200) if found else (jsonify(BAD_CREDENTIALS), 401)
 
+    @app.get("/repos/<owner>/<name>/<path:resource>")
+    def rest(owner, name, resource):
+        import hashlib
+
+        state.rest_requests.append(
+            (resource, request.args.to_dict(), request.headers.get("If-None-Match"))
+        )
+        headers = {
+            "X-RateLimit-Limit": "5000",
+            "X-RateLimit-Remaining": "4999",
+            "X-RateLimit-Reset": str(int(time.time()) + 3600),
+        }
+        if resource in state.rate_limit_once:
+            state.rate_limit_once.discard(resource)
+            headers.update(
+                {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(int(time.time()) + 1)}
+            )
+            body = {
+                "message": "API rate limit exceeded for user ID 1.",
+                "documentation_url": "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api",
+            }
+            return jsonify(body), 403, headers
+        if resource in state.error502_once:
+            state.error502_once.discard(resource)
+            return jsonify({"message": "Server Error"}), 502
+        items = _resource_items(state.rest, resource)
+        if items is None:
+            return jsonify(
+                {"message": "Not Found", "documentation_url": "https://docs.github.com/rest"}
+            ), 404
+        since = request.args.get("since")
+        if since and resource == "issues":
+            items = [i for i in items if i["updated_at"] >= since]
+        if since and resource == "commits":
+            items = [c for c in items if c["commit"]["author"]["date"] >= since]
+        per_page = min(int(request.args.get("per_page", 30)), state.page_cap)
+        page = int(request.args.get("page", 1))
+        chunk = items[(page - 1) * per_page : page * per_page]
+        etag = '"' + hashlib.sha1(json.dumps(chunk, sort_keys=True).encode()).hexdigest() + '"'
+        headers["ETag"] = etag
+        if request.headers.get("If-None-Match") == etag:
+            return "", 304, headers
+        last = max(1, -(-len(items) // per_page))
+        links = []
+        base = request.base_url
+        query = {k: v for k, v in request.args.items() if k != "page"}
+
+        def link(n, rel):
+            return f'<{base}?{urlencode({**query, "page": n})}>; rel="{rel}"'
+
+        if page < last:
+            links += [link(page + 1, "next"), link(last, "last")]
+        if page > 1:
+            links += [link(page - 1, "prev"), link(1, "first")]
+        if links:
+            headers["Link"] = ", ".join(links)
+        return jsonify(chunk), 200, headers
+
     return app
+
+
+def _resource_items(data: dict, resource: str):
+    parts = resource.split("/")
+    if resource in ("issues", "pulls", "commits", "deployments"):
+        return data.get(resource, [])
+    if len(parts) == 3 and parts[0] == "pulls" and parts[2] in ("reviews", "commits"):
+        key = "reviews" if parts[2] == "reviews" else "pr_commits"
+        return data.get(key, {}).get(int(parts[1]), [])
+    if len(parts) == 3 and parts[0] == "deployments" and parts[2] == "statuses":
+        return data.get("statuses", {}).get(int(parts[1]), [])
+    return None
 
 
 class FakeGitHubServer:

@@ -180,12 +180,30 @@ def delete_repository(repo: Repository) -> None:
         repo.delete_instance()
 
 
+def backfill_progress(repo: Repository) -> dict:
+    """The repository's backfill state, with every field present (none has run: all empty)."""
+    empty = {
+        "state": None,
+        "since": None,
+        "started_at": None,
+        "finished_at": None,
+        "error": None,
+        "pages": 0,
+        "items": 0,
+        "not_modified": 0,
+        "rate_limit_remaining": None,
+        "marks": {},
+    }
+    stored = {k: v for k, v in (repo.backfill_state or {}).items() if k != "etags"}
+    return {**empty, **stored}
+
+
 def queue_backfill(repo: Repository, since) -> dict:
     from shared import jobs
 
     if not repo.is_active:
         raise Conflict(f"{repo.full_name} is disconnected")
-    state = {**(repo.backfill_state or {}), "state": "queued", "error": None}
+    stored = {**(repo.backfill_state or {}), "state": "queued", "error": None}  # ETags kept
     with db.atomic():
         jobs.enqueue(
             "backfill",
@@ -194,7 +212,7 @@ def queue_backfill(repo: Repository, since) -> dict:
             organization=repo.organization_id,
             max_attempts=3,
         )
-        Repository.update(backfill_state=state).where(Repository.id == repo.id).execute()
+        Repository.update(backfill_state=stored).where(Repository.id == repo.id).execute()
         audit.record(
             "repository.backfill_requested",
             organization=repo.organization_id,
@@ -202,7 +220,8 @@ def queue_backfill(repo: Repository, since) -> dict:
             target_id=repo.id,
             metadata={"since": since.isoformat() if since else None},
         )
-    return state
+    repo.backfill_state = stored
+    return backfill_progress(repo)
 
 
 # Webhook intake -----------------------------------------------------------------------

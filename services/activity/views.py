@@ -106,7 +106,7 @@ class BackfillRun(MethodView):
     def get(self, org, repo_id):
         """Progress of the repository's backfill: state, pages, items, rate limit left."""
         repo = logic.get_repository(g.org, repo_id, can_see_restricted=_sees_restricted())
-        return repo.backfill_state or {"state": None, "pages": 0, "items": 0}
+        return logic.backfill_progress(repo)
 
     @require(scope="activity:write", role=Role.ADMIN)
     @repositories.arguments(s.BackfillRequestSchema)

@@ -113,3 +113,57 @@ def test_connect_within_the_plan_then_webhooks_rotate_disconnect_delete(stack):
         "repository.disconnected",
         "repository.deleted",
     ]
+
+
+def test_backfill_is_queued_run_by_its_worker_and_reports_progress(stack, fake_github):
+    from tests.fake_github import load_rest_data
+
+    fake_github.rest = load_rest_data()
+    writer = new_key(stack, "techcorp", "activity:write", "activity:read")
+    headers = {"Authorization": f"Bearer {writer}"}
+    base = stack.url("activity") + "/api/v1/orgs/techcorp/repositories"
+    repo = requests.post(
+        base, json={"full_name": "techcorp/backfilled"}, headers=headers, timeout=10
+    ).json()
+    url = f"{base}/{repo['id']}/backfill"
+    assert requests.get(url, headers=headers, timeout=10).json()["state"] is None
+    queued = requests.post(url, json={"since": "2017-01-01T00:00:00Z"}, headers=headers, timeout=10)
+    assert queued.status_code == 202 and queued.json()["state"] == "queued"
+    ran = stack.cli("worker", "backfill", "--once")
+    assert ran.returncode == 0, ran.stderr
+    progress = requests.get(url, headers=headers, timeout=10).json()
+    assert progress["state"] == "done", progress
+    assert progress["pages"] > 0 and progress["items"] >= 13 + 3
+    assert progress["rate_limit_remaining"] == 4999
+    issues = requests.get(
+        stack.url("activity") + "/api/v1/orgs/techcorp/issues",
+        params={"repository": repo["id"]},
+        headers=headers,
+        timeout=10,
+    )
+    assert json.loads(issues.headers["X-Pagination"])["total"] == 13
+    requests.delete(f"{base}/{repo['id']}", headers=headers, timeout=10)
+
+
+def test_backfill_command_line(stack, fake_github):
+    from tests.fake_github import load_rest_data
+
+    fake_github.rest = load_rest_data()
+    writer = new_key(stack, "techcorp", "activity:write")
+    base = stack.url("activity") + "/api/v1/orgs/techcorp/repositories"
+    repo = requests.post(
+        base,
+        json={"full_name": "techcorp/cli-backfill"},
+        headers={"Authorization": f"Bearer {writer}"},
+        timeout=10,
+    ).json()
+    result = stack.cli("backfill", "techcorp/cli-backfill", "--since", "2017-01-01")
+    assert result.returncode == 0, result.stderr
+    assert "pages" in result.stderr and result.stdout.startswith("done: ")
+    again = stack.cli("backfill", "techcorp/cli-backfill")
+    assert "unchanged" in again.stdout and again.returncode == 0
+    missing = stack.cli("backfill", "nobody/nothing")
+    assert missing.returncode == 1 and "no connected repository" in missing.stderr
+    requests.delete(
+        f"{base}/{repo['id']}", headers={"Authorization": f"Bearer {writer}"}, timeout=10
+    )
