@@ -246,6 +246,8 @@ def make_app(state: FakeGitHub) -> Flask:
         if resource in state.error502_once:
             state.error502_once.discard(resource)
             return jsonify({"message": "Server Error"}), 502
+        if resource.startswith("compare/"):
+            return _compare(state, headers)
         items = _resource_items(state.rest, resource)
         if items is None:
             return jsonify(
@@ -280,6 +282,26 @@ def make_app(state: FakeGitHub) -> Flask:
         return jsonify(chunk), 200, headers
 
     return app
+
+
+def _compare(state, headers):
+    """GET /repos/{o}/{r}/compare/{base}...{head}: its commits, paginated like GitHub does."""
+    commits = state.rest.get("compare", [])
+    per_page = min(int(request.args.get("per_page", 250)), 250)
+    page = int(request.args.get("page", 1))
+    chunk = commits[(page - 1) * per_page : page * per_page]
+    if page * per_page < len(commits):
+        query = {**request.args.to_dict(), "page": page + 1}
+        headers["Link"] = f'<{request.base_url}?{urlencode(query)}>; rel="next"'
+    body = {
+        "status": "ahead",
+        "ahead_by": len(commits),
+        "behind_by": 0,
+        "total_commits": len(commits),
+        "commits": chunk,
+        "files": [],
+    }
+    return jsonify(body), 200, headers
 
 
 def _resource_items(data: dict, resource: str):

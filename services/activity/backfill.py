@@ -273,8 +273,34 @@ def backfill(
     return Backfill(repo, client, since, progress).run()
 
 
+def complete_push(
+    repo: Repository, before: str, after: str, branch: str, *, token: str | None = None, sleep=None
+) -> int:
+    """The commits of a push whose payload GitHub truncated, from the compare API."""
+    client = GitHubRest(token_for(repo, token), sleep=sleep)
+    changes = processing.Changes()
+    url, params, count = f"/repos/{repo.full_name}/compare/{before}...{after}", {"per_page": 250}, 0
+    with db.atomic():
+        while url:
+            page = client.get(url, params)
+            commits = [_api_commit_as_push(c) for c in (page.data or {}).get("commits", [])]
+            # Pages hold at most 250 commits, so this never asks for completion again.
+            payload = {"ref": f"refs/heads/{branch}", "repository": {}, "commits": commits}
+            processing.handle_push(
+                SimpleNamespace(action=None, received_at=utcnow()), repo, payload, changes
+            )
+            count += len(commits)
+            url, params = page.next_url, None
+        changes.publish()
+    return count
+
+
 def run_job(job) -> None:
-    """Worker handler for the `backfill` queue (jobs enqueued by the API)."""
+    """Worker handler for the `backfill` queue: a repository backfill (queued by the API),
+    or the completion of a truncated push (queued by the events worker)."""
     repo = Repository.get_by_id(job.payload["repository_id"])
+    if job.payload.get("kind") == "push":
+        complete_push(repo, job.payload["before"], job.payload["after"], job.payload["branch"])
+        return
     since = job.payload.get("since")
     backfill(repo, dt.datetime.fromisoformat(since) if since else None)

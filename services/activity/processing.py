@@ -50,6 +50,7 @@ TERMINAL_DEPLOYMENT_STATES = {
 }
 FAILED_DEPLOYMENT_STATES = {DeploymentState.FAILURE, DeploymentState.ERROR}
 DEFAULT_INCIDENT_LABEL = "incident"
+PUSH_COMMIT_CAP = 2048  # a push payload lists at most this many commits
 DEFAULT_PRODUCTION_ENVIRONMENTS = ("production", "prod")
 REVERT_BRANCH = re.compile(r"^revert-\d+-")
 # A workflow run's conclusion as a deployment state.
@@ -206,9 +207,24 @@ def handle_push(event: Event, repo: Repository, payload: dict, changes: Changes)
             }
         )
         changes.touch(repo, authored)
-    if rows:
+    for batch in pw.chunked(rows, 500):
         # The branch a commit was first pushed to is kept (a later merge does not move it).
-        Commit.insert_many(rows).on_conflict_ignore().execute()
+        Commit.insert_many(batch).on_conflict_ignore().execute()
+    if len(payload.get("commits") or []) >= PUSH_COMMIT_CAP and payload.get("before"):
+        # GitHub cut the list short: the rest comes from the compare API, in a job.
+        jobs.enqueue(
+            "backfill",
+            {
+                "kind": "push",
+                "repository_id": repo.id,
+                "branch": branch,
+                "before": payload["before"],
+                "after": payload["after"],
+            },
+            dedupe_key=f"push:{repo.id}:{payload['after']}",
+            organization=repo.organization_id,
+            max_attempts=5,
+        )
 
 
 def _pull_request_fields(repo: Repository, pr: dict) -> dict:

@@ -141,3 +141,27 @@ def test_backfill_and_webhooks_produce_the_same_rows(github, repo, tx):
     assert pr_row(hooked) == pr_row(repo)
     reviews = {(r.github_id % 10**9, r.state, r.submitted_at) for r in Review.select()}
     assert Review.select().count() == 2 and len(reviews) == 1  # same review, same values
+
+
+def test_a_truncated_push_is_completed_from_the_compare_api(github, repo, tx):
+    from shared import jobs
+    from shared.models import Job
+    from tests.fake_github import push_commit_as_api
+    from tests.services.test_webhooks import SAMPLES
+
+    sample = json.loads((SAMPLES / "push/with-new-branch.payload.json").read_text())
+    base = sample["commits"][0]
+    every = [{**base, "id": f"{n:040x}", "timestamp": "2019-05-15T15:20:00Z"} for n in range(2050)]
+    payload = {**sample, "before": "a" * 40, "after": every[-1]["id"], "commits": every[:2048]}
+    github.rest["compare"] = [push_commit_as_api(c) for c in every]
+    processing.handle_push(
+        type("E", (), {"received_at": None})(), repo, payload, processing.Changes()
+    )
+    assert Commit.select().count() == 2048
+    (job,) = jobs.claim("backfill", "w")
+    assert job.payload["kind"] == "push" and job.payload["after"] == every[-1]["id"]
+    backfill.run_job(job)
+    assert Commit.select().count() == 2050  # the two GitHub left out, nothing doubled
+    pages = [r for r in github.rest_requests if r[0].startswith("compare/")]
+    assert len(pages) == 9  # 2050 commits at 250 a page
+    assert Job.select().where(Job.queue == "backfill", Job.status == "PENDING").count() == 0
