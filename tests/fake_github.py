@@ -221,6 +221,15 @@ def make_app(state: FakeGitHub) -> Flask:
         found = _user()
         return (jsonify(found[1]), 200) if found else (jsonify(BAD_CREDENTIALS), 401)
 
+    @app.get("/repos/<owner>/<name>")
+    def repository(owner, name):
+        repo = state.rest.get("repository")
+        if not repo or repo["full_name"].lower() != f"{owner}/{name}".lower():
+            return jsonify(
+                {"message": "Not Found", "documentation_url": "https://docs.github.com/rest"}
+            ), 404
+        return jsonify(repo)
+
     @app.get("/repos/<owner>/<name>/<path:resource>")
     def rest(owner, name, resource):
         import hashlib

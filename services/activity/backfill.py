@@ -27,13 +27,16 @@ QUEUE = "backfill"
 
 def token_for(repo: Repository, env_token: str | None = None) -> str | None:
     """GITHUB_TOKEN when given, else the GitHub token of one of the org's OWNERs/ADMINs."""
-    if env_token:
-        return env_token
+    return env_token or org_token(repo.organization_id)
+
+
+def org_token(organization_id: int) -> str | None:
+    """The GitHub token of one of the organization's OWNERs/ADMINs who signed in."""
     row = (
         User.select(User.oauth_token_encrypted)
         .join(UserOrganization)
         .where(
-            (UserOrganization.organization == repo.organization_id)
+            (UserOrganization.organization == organization_id)
             & UserOrganization.role.in_([Role.OWNER, Role.ADMIN])
             & User.oauth_token_encrypted.is_null(False)
         )

@@ -22,6 +22,7 @@ from shared.errors import (
     PlanLimitReached,
     Unauthorized,
     Unavailable,
+    UpstreamError,
 )
 from shared.http import ServiceClient, ServiceUnavailable
 from shared.models import Event, EventStatus, Repository, Sensitivity, utcnow
@@ -77,7 +78,8 @@ def _check_plan_allows_another(organization) -> None:
 
 def connect_repository(organization, full_name: str, sensitivity=Sensitivity.INTERNAL):
     """Connect (or reconnect) `owner/name`; returns (repository, webhook secret shown once).
-    Metadata (id, default branch, language, visibility) arrives with the first webhook."""
+    Metadata (id, default branch, language, visibility) comes from GitHub when an owner has
+    signed in with GitHub, else with the first webhook."""
     existing = Repository.get_or_none(
         (Repository.organization == organization)
         & (pw.fn.LOWER(Repository.full_name) == full_name.lower())
@@ -85,10 +87,12 @@ def connect_repository(organization, full_name: str, sensitivity=Sensitivity.INT
     if existing is not None and existing.is_active:
         raise Conflict(f"{existing.full_name} is already connected")
     _check_plan_allows_another(organization)
+    metadata = _github_metadata(organization, full_name, existing)
     secret = secrets.token_hex(32)
     with db.atomic():
         if existing is None:
             repo = Repository.create(
+                **metadata,
                 organization=organization,
                 full_name=full_name,
                 sensitivity=sensitivity,
@@ -99,6 +103,8 @@ def connect_repository(organization, full_name: str, sensitivity=Sensitivity.INT
             repo.is_active, repo.disconnected_at = True, None
             repo.connected_at = utcnow()
             repo.webhook_secret_encrypted = crypto.encrypt(secret)
+            for name, value in metadata.items():
+                setattr(repo, name, value)
             repo.save()
         audit.record(
             "repository.connected",
@@ -108,6 +114,32 @@ def connect_repository(organization, full_name: str, sensitivity=Sensitivity.INT
             metadata={"full_name": repo.full_name},
         )
     return repo, secret
+
+
+def _github_metadata(organization, full_name: str, existing: Repository | None) -> dict:
+    """What GitHub says about the repository, when an owner or admin of the organization has
+    signed in with GitHub (their token); otherwise it arrives with the first webhook."""
+    from services.activity.backfill import org_token
+    from shared.github import GitHubRest
+
+    token = org_token(organization.id)
+    if token is None:
+        return {}
+    try:
+        data = GitHubRest(token, max_wait_seconds=5).get(f"/repos/{full_name}").data
+    except UpstreamError:
+        return {}  # GitHub is unwell: the first webhook will tell us instead
+    except BadRequest:
+        raise NotFound(f"GitHub has no repository {full_name} that your token can see") from None
+    taken = Repository.get_or_none(Repository.github_id == data["id"])
+    if taken is not None and (existing is None or taken.id != existing.id):
+        raise Conflict(f"{data['full_name']} is already connected to an organization")
+    return {
+        "github_id": data["id"],
+        "default_branch": data.get("default_branch") or "main",
+        "language": data.get("language"),
+        "private": bool(data.get("private")),
+    }
 
 
 def update_sensitivity(repo: Repository, sensitivity) -> Repository:

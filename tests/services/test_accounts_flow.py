@@ -85,3 +85,32 @@ def test_sign_in_to_revocation_every_step_audited(stack, fake_github):
 
     assert browser.post(f"{accounts}/api/v1/auth/logout", timeout=10).status_code == 204
     assert browser.get(f"{accounts}/api/v1/me", timeout=10).status_code == 401
+
+
+def test_connecting_fetches_metadata_with_an_owners_github_token(stack, fake_github):
+    import json
+
+    from tests.helpers import ROOT
+
+    recorded = json.loads((ROOT.parent / "shared/github-api/get-repository.json").read_text())
+    fake_github.rest["repository"] = recorded[0]["response"]  # a real GET /repos response
+    accounts, activity = stack.url("accounts"), stack.url("activity")
+    fake_github.add_user("meta-code", "metaowner", 7100, "Meta Owner")
+    browser = requests.Session()
+    token = sign_in(browser, accounts, "meta-code")
+    assert (
+        browser.post(f"{accounts}/api/v1/orgs", json={"name": "Meta Org"}, timeout=10).status_code
+        == 201
+    )
+    headers = {"Authorization": f"Bearer {token}"}
+    repos = f"{activity}/api/v1/orgs/meta-org/repositories"
+    connected = requests.post(
+        repos, json={"full_name": "octokit-fixture-org/hello-world"}, headers=headers, timeout=10
+    )
+    assert connected.status_code == 201, connected.text
+    body = connected.json()
+    assert (body["github_id"], body["default_branch"], body["private"]) == (1000, "master", False)
+    unknown = requests.post(
+        repos, json={"full_name": "octokit-fixture-org/nope"}, headers=headers, timeout=10
+    )
+    assert unknown.status_code == 404 and "GitHub has no repository" in unknown.json()["message"]
