@@ -46,6 +46,27 @@ def org_token(organization_id: int) -> str | None:
     return crypto.decrypt(row.oauth_token_encrypted) if row else None
 
 
+def empty_progress() -> dict:
+    return {
+        "state": None,
+        "since": None,
+        "started_at": None,
+        "finished_at": None,
+        "error": None,
+        "pages": 0,
+        "items": 0,
+        "not_modified": 0,
+        "rate_limit_remaining": None,
+        "marks": {},
+    }
+
+
+def progress_of(repo: Repository) -> dict:
+    """The repository's backfill state, every field present (ETags are internal)."""
+    stored = {k: v for k, v in (repo.backfill_state or {}).items() if k != "etags"}
+    return {**empty_progress(), **stored}
+
+
 def _api_commit_as_push(commit: dict) -> dict:
     """A REST commit in the shape of a push payload's commit (what handle_push reads)."""
     info = commit.get("commit") or {}
@@ -76,15 +97,10 @@ class Backfill:
         self.progress = progress or (lambda state: None)
         previous = repo.backfill_state or {}
         self.state = {
+            **empty_progress(),
             "state": "running",
             "since": since.isoformat() if since else None,
             "started_at": utcnow().isoformat(),
-            "finished_at": None,
-            "error": None,
-            "pages": 0,
-            "items": 0,
-            "not_modified": 0,
-            "rate_limit_remaining": None,
             "marks": dict(previous.get("marks") or {}),
             "etags": dict(previous.get("etags") or {}),
         }

@@ -212,24 +212,6 @@ def delete_repository(repo: Repository) -> None:
         repo.delete_instance()
 
 
-def backfill_progress(repo: Repository) -> dict:
-    """The repository's backfill state, with every field present (none has run: all empty)."""
-    empty = {
-        "state": None,
-        "since": None,
-        "started_at": None,
-        "finished_at": None,
-        "error": None,
-        "pages": 0,
-        "items": 0,
-        "not_modified": 0,
-        "rate_limit_remaining": None,
-        "marks": {},
-    }
-    stored = {k: v for k, v in (repo.backfill_state or {}).items() if k != "etags"}
-    return {**empty, **stored}
-
-
 def queue_backfill(repo: Repository, since) -> dict:
     from shared import jobs
 
@@ -253,7 +235,9 @@ def queue_backfill(repo: Repository, since) -> dict:
             metadata={"since": since.isoformat() if since else None},
         )
     repo.backfill_state = stored
-    return backfill_progress(repo)
+    from services.activity.backfill import progress_of
+
+    return progress_of(repo)
 
 
 # Webhook intake -----------------------------------------------------------------------

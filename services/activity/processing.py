@@ -384,18 +384,15 @@ def handle_review(event: Event, repo: Repository, payload: dict, changes: Change
     changes.touch(repo, submitted, pull_request=pr_row)
 
 
-def handle_review_comment(event: Event, repo: Repository, payload: dict, changes: Changes):
-    comment = payload["comment"]
-    pr_row = upsert_pull_request(repo, payload["pull_request"])
+def _record_comment(event, repo, pr_row, kind: ReviewKind, comment: dict, changes: Changes):
+    """A review-thread or conversation comment added, edited or deleted."""
     if event.action == "deleted":
-        Review.delete().where(
-            (Review.kind == ReviewKind.REVIEW_COMMENT) & (Review.github_id == comment["id"])
-        ).execute()
+        Review.delete().where((Review.kind == kind) & (Review.github_id == comment["id"])).execute()
     else:
         _upsert_review(
             repo,
             pr_row,
-            ReviewKind.REVIEW_COMMENT,
+            kind,
             comment["id"],
             comment.get("user"),
             ts(comment.get("created_at")),
@@ -405,8 +402,13 @@ def handle_review_comment(event: Event, repo: Repository, payload: dict, changes
     changes.touch(repo, ts(comment.get("created_at")), pull_request=pr_row)
 
 
+def handle_review_comment(event: Event, repo: Repository, payload: dict, changes: Changes):
+    pr_row = upsert_pull_request(repo, payload["pull_request"])
+    _record_comment(event, repo, pr_row, ReviewKind.REVIEW_COMMENT, payload["comment"], changes)
+
+
 def handle_issue_comment(event: Event, repo: Repository, payload: dict, changes: Changes):
-    issue, comment = payload["issue"], payload["comment"]
+    issue = payload["issue"]
     if not issue.get("pull_request"):
         return  # a comment on a plain issue: nothing the metrics use
     pr_row = PullRequest.get_or_none(
@@ -414,21 +416,7 @@ def handle_issue_comment(event: Event, repo: Repository, payload: dict, changes:
     )
     if pr_row is None:
         return  # the pull request itself arrives with its own events (or the backfill)
-    if event.action == "deleted":
-        Review.delete().where(
-            (Review.kind == ReviewKind.ISSUE_COMMENT) & (Review.github_id == comment["id"])
-        ).execute()
-    else:
-        _upsert_review(
-            repo,
-            pr_row,
-            ReviewKind.ISSUE_COMMENT,
-            comment["id"],
-            comment.get("user"),
-            ts(comment.get("created_at")),
-        )
-    refresh_review_times(pr_row)
-    changes.touch(repo, ts(comment.get("created_at")), pull_request=pr_row)
+    _record_comment(event, repo, pr_row, ReviewKind.ISSUE_COMMENT, payload["comment"], changes)
 
 
 def handle_issues(event: Event, repo: Repository, payload: dict, changes: Changes):

@@ -4,6 +4,7 @@ from flask_smorest import Blueprint
 
 from services.activity import logic
 from services.activity import schemas as s
+from services.activity.backfill import progress_of
 from shared.models import Role
 from shared.web.api import PeeweePage
 from shared.web.auth import require
@@ -106,7 +107,7 @@ class BackfillRun(MethodView):
     def get(self, org, repo_id):
         """Progress of the repository's backfill: state, pages, items, rate limit left."""
         repo = logic.get_repository(g.org, repo_id, can_see_restricted=_sees_restricted())
-        return logic.backfill_progress(repo)
+        return progress_of(repo)
 
     @require(scope="activity:write", role=Role.ADMIN)
     @repositories.arguments(s.BackfillRequestSchema)
