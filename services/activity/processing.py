@@ -69,6 +69,15 @@ class Changes:
     def __init__(self):
         self.days: dict[tuple[int, int], set[str]] = defaultdict(set)
         self.pull_requests: dict[tuple[int, int], set[int]] = defaultdict(set)
+        self.events: dict[str, dict] = {}  # event key -> message for the notifications service
+
+    def notify(self, repo: Repository, event_type: str, key: str, **data):
+        """An event the notifications service matches against alert rules."""
+        self.events[key] = {
+            "type": event_type, "organization_id": repo.organization_id, "key": key,
+            "data": {"repository": repo.full_name, "repository_id": repo.id,
+                     "sensitivity": str(repo.sensitivity), **data},
+        }  # fmt: skip
 
     def touch(self, repo: Repository, *moments, pull_request: PullRequest | None = None):
         key = (repo.organization_id, repo.id)
@@ -92,6 +101,8 @@ class Changes:
                 },
                 organization=org_id,
             )
+        for event in self.events.values():
+            outbox.publish("notifications", "event", event, organization=event["organization_id"])
 
 
 # Parsing helpers ----------------------------------------------------------------------
@@ -134,29 +145,40 @@ def is_production(repo: Repository, environment: str) -> bool:
 
 
 def upsert_incident(
-    repo: Repository, kind: IncidentKind, source_id: int, title: str, opened_at, resolved_at
+    repo: Repository,
+    kind: IncidentKind,
+    source_id: int,
+    title: str,
+    opened_at,
+    resolved_at,
+    changes: Changes,
 ) -> None:
-    row = {
-        "repository": repo.id,
-        "organization": repo.organization_id,
-        "kind": kind,
-        "source_id": source_id,
-        "title": title or "",
-        "opened_at": opened_at,
-        "resolved_at": resolved_at,
-    }
-    (
-        Incident.insert(**row)
-        .on_conflict(
-            conflict_target=[Incident.kind, Incident.source_id],
-            update={
-                Incident.title: row["title"],
-                Incident.resolved_at: resolved_at,
-                Incident.opened_at: opened_at,
-            },
+    """Create or update an incident; a new one is announced (`incident.opened`)."""
+    existing = Incident.get_or_none((Incident.kind == kind) & (Incident.source_id == source_id))
+    if existing is None:
+        Incident.insert(
+            repository=repo.id,
+            organization=repo.organization_id,
+            kind=kind,
+            source_id=source_id,
+            title=title or "",
+            opened_at=opened_at,
+            resolved_at=resolved_at,
+        ).on_conflict_ignore().execute()
+        created = Incident.get((Incident.kind == kind) & (Incident.source_id == source_id))
+        changes.notify(
+            repo,
+            "incident.opened",
+            f"incident.opened:{created.id}",
+            incident_id=created.id,
+            kind=str(kind),
+            title=title or "",
+            opened_at=opened_at.isoformat() if opened_at else None,
         )
-        .execute()
-    )
+    else:
+        Incident.update(title=title or "", opened_at=opened_at, resolved_at=resolved_at).where(
+            Incident.id == existing.id
+        ).execute()
 
 
 def drop_incident(kind: IncidentKind, source_id: int) -> None:
@@ -331,9 +353,23 @@ def handle_pull_request(event: Event, repo: Repository, payload: dict, changes: 
     elif event.action == "ready_for_review":
         ready_at = ts(pr.get("updated_at"))
     row = upsert_pull_request(repo, pr, ready_at=ready_at)
+    about = {"number": row.number, "title": row.title, "author": row.author_login,
+             "url": pr.get("html_url"), "pull_request_id": row.id}  # fmt: skip
+    if event.action == "opened":
+        changes.notify(repo, "pull_request.opened", f"pull_request.opened:{row.id}", **about)
+    elif event.action == "closed" and pr.get("merged_at"):
+        changes.notify(repo, "pull_request.merged", f"pull_request.merged:{row.id}", **about)
+    elif event.action == "review_requested":
+        reviewer = payload.get("requested_reviewer") or payload.get("requested_team") or {}
+        who = reviewer.get("login") or reviewer.get("slug") or ""
+        changes.notify(repo, "pull_request.review_requested",
+                       f"pull_request.review_requested:{row.id}:{who}:{pr.get('updated_at')}",
+                       reviewer=who, **about)  # fmt: skip
     if is_revert(row) and row.state != PullRequestState.CLOSED:
         # A revert is an incident from its opening until it is merged.
-        upsert_incident(repo, IncidentKind.REVERT, row.id, row.title, row.created_at, row.merged_at)
+        upsert_incident(
+            repo, IncidentKind.REVERT, row.id, row.title, row.created_at, row.merged_at, changes
+        )
     else:
         drop_incident(IncidentKind.REVERT, row.id)  # not a revert, or closed unmerged
     changes.touch(repo, row.created_at, row.merged_at, row.closed_at, ready_at, pull_request=row)
@@ -461,6 +497,7 @@ def handle_issues(event: Event, repo: Repository, payload: dict, changes: Change
             fields["title"],
             fields["created_at"],
             fields["closed_at"],
+            changes,
         )
     else:
         drop_incident(IncidentKind.LABELED_ISSUE, issue["id"])
@@ -485,16 +522,30 @@ def _upsert_deployment(repo: Repository, deployment: dict) -> Deployment:
     )
 
 
-def apply_deployment_state(repo: Repository, row: Deployment, state: DeploymentState, at) -> None:
-    """Record a status (an older one never overwrites a newer one) and keep the
-    failed-deployment incidents of production environments in step."""
+def apply_deployment_state(
+    repo: Repository, row: Deployment, state: DeploymentState, at, changes: Changes
+) -> None:
+    """Record a status (an older one never overwrites a newer one), announce a failure, and
+    keep the failed-deployment incidents of production environments in step."""
     if row.status_at is not None and at < row.status_at:
         return
     finished = at if state in TERMINAL_DEPLOYMENT_STATES else None
     Deployment.update(state=state, status_at=at, finished_at=finished).where(
         Deployment.id == row.id
     ).execute()
-    if not is_production(repo, row.environment):
+    production = is_production(repo, row.environment)
+    if state in FAILED_DEPLOYMENT_STATES:
+        changes.notify(
+            repo,
+            "deployment.failed",
+            f"deployment.failed:{row.id}",
+            deployment_id=row.id,
+            environment=row.environment,
+            sha=row.sha,
+            production=production,
+            state=str(state),
+        )
+    if not production:
         return
     if state in FAILED_DEPLOYMENT_STATES:
         upsert_incident(
@@ -504,6 +555,7 @@ def apply_deployment_state(repo: Repository, row: Deployment, state: DeploymentS
             f"Deployment to {row.environment} failed ({row.sha[:7]})",
             at,
             None,
+            changes,
         )
     elif state == DeploymentState.SUCCESS:
         # A successful deployment to the same environment restores service.
@@ -531,9 +583,8 @@ def handle_deployment_status(event: Event, repo: Repository, payload: dict, chan
     row = _upsert_deployment(repo, payload["deployment"])
     status = payload["deployment_status"]
     at = ts(status.get("created_at")) or event.received_at
-    apply_deployment_state(
-        repo, row, DeploymentState(str(status.get("state", "pending")).upper()), at
-    )
+    state = DeploymentState(str(status.get("state", "pending")).upper())
+    apply_deployment_state(repo, row, state, at, changes)
     changes.touch(repo, row.created_at, at)
 
 
@@ -565,7 +616,7 @@ def handle_workflow_run(event: Event, repo: Repository, payload: dict, changes: 
         (Deployment.kind == "WORKFLOW_RUN") & (Deployment.github_id == run["id"])
     )
     state = WORKFLOW_CONCLUSIONS.get(run.get("conclusion") or "", DeploymentState.INACTIVE)
-    apply_deployment_state(repo, deployment, state, ts(run.get("updated_at")) or started)
+    apply_deployment_state(repo, deployment, state, ts(run.get("updated_at")) or started, changes)
     changes.touch(repo, started)
 
 

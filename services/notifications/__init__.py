@@ -1,5 +1,6 @@
 """Notifications service (port 8004): alert rules, deliveries, digests."""
 
+from services.notifications import logic
 from shared.web.app import create_service_app
 
 
@@ -10,5 +11,6 @@ def create_app(config=None):
         "notifications",
         config,
         blueprints=[rules],
+        message_handlers={"event": logic.on_event},
         description="Alert rules; Slack, webhook and e-mail delivery; digests.",
     )

@@ -99,10 +99,14 @@ def test_connect_within_the_plan_then_webhooks_rotate_disconnect_delete(stack):
     actions = [
         r[0]
         for r in database.execute_sql(
+            # SQLite reuses the ids of deleted rows: start at this repository's connection.
             "SELECT action FROM audit_logs WHERE target_type = 'repository' AND target_id = "
             + database.param
-            + " ORDER BY id",
-            (str(api["id"]),),
+            + " AND id >= (SELECT MAX(id) FROM audit_logs WHERE action = 'repository.connected'"
+            + " AND target_id = "
+            + database.param
+            + ") ORDER BY id",
+            (str(api["id"]), str(api["id"])),
         ).fetchall()
     ]
     database.close()

@@ -182,10 +182,14 @@ def test_every_sample_lands_in_the_right_rows_exactly_once(activity):
     assert processing.replay() == Event.select().count()
     drain()
     assert snapshot() == first
-    # The metrics service is told which days changed, one message per (org, repository).
+    # The metrics service is told which days changed, one message per (org, repository);
+    # the notifications service gets the events alert rules can match.
     messages = [j.payload for j in Job.select().where(Job.queue == "outbox")]
-    assert messages and all(m["topic"] == "activity.changed" for m in messages)
-    assert any(m["payload"]["dates"] for m in messages)
+    to_metrics = [m for m in messages if m["destination"] == "metrics"]
+    assert to_metrics and all(m["topic"] == "activity.changed" for m in to_metrics)
+    assert any(m["payload"]["dates"] for m in to_metrics)
+    events = {m["payload"]["type"] for m in messages if m["destination"] == "notifications"}
+    assert {"pull_request.opened", "pull_request.review_requested"} <= events
 
 
 def test_form_encoded_deliveries_are_accepted(activity):
