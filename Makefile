@@ -32,7 +32,13 @@ run: install
 	echo "  notifications  http://$$h:$${NOTIFICATIONS_PORT:-8004}/docs"
 	PATH="$(CURDIR)/$(BIN):$$PATH" exec $(BIN)/honcho start -f Procfile
 
-up:
+# Every container must share one encryption key and one internal token: made once, in .env.
+.env: | install
+	@echo "DEVMETRICS_ENCRYPTION_KEYS=$$($(DEVMETRICS) keys generate)" > .env
+	@echo "INTERNAL_API_TOKEN=$$($(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(32))')" >> .env
+	@echo "wrote .env (keep it: the key decrypts the stored secrets)"
+
+up: .env
 	docker compose up --build -d
 
 down:

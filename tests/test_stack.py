@@ -90,6 +90,9 @@ def test_compose_file_describes_the_stack():
         env = services[name]["environment"]
         assert env["DATABASE_URL"].startswith("postgresql://"), name
         assert env["ACCOUNTS_URL"] == "http://accounts:8001"
+        # One shared encryption key and internal token, required (no per-container default).
+        assert env["DEVMETRICS_ENCRYPTION_KEYS"].startswith("${DEVMETRICS_ENCRYPTION_KEYS:?")
+        assert env["INTERNAL_API_TOKEN"].startswith("${INTERNAL_API_TOKEN:?")
     dockerfile = (ROOT / "Dockerfile").read_text()
     for copied in ("shared", "services", "migrations", "gunicorn.conf.py", "requirements.lock"):
         assert copied in dockerfile and (ROOT / copied).exists()
