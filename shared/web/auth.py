@@ -51,6 +51,7 @@ class IntrospectionClient:
 
 
 SESSION_COOKIE = "devmetrics_session"
+MAX_TOKEN_LENGTH = 512
 
 
 def bearer_token(*, cookie: bool = False) -> str | None:
@@ -78,6 +79,8 @@ def require(
             token = bearer_token(cookie=True)
             if token is None:
                 abort(401, message="missing bearer token (Authorization: Bearer <token>)")
+            if len(token) > MAX_TOKEN_LENGTH:  # no real token is this long
+                abort(401, message="invalid, expired or revoked token")
             org_ref = kwargs.get(org_param)
             try:
                 data = current_app.extensions["devmetrics"]["resolve_token"](token, org_ref)
