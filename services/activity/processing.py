@@ -525,14 +525,22 @@ def _upsert_deployment(repo: Repository, deployment: dict) -> Deployment:
 def apply_deployment_state(
     repo: Repository, row: Deployment, state: DeploymentState, at, changes: Changes
 ) -> None:
-    """Record a status (an older one never overwrites a newer one), announce a failure, and
-    keep the failed-deployment incidents of production environments in step."""
-    if row.status_at is not None and at < row.status_at:
+    """Record a status. A deployment's outcome is its first terminal status (success,
+    failure, error) and finishes at that status's time: later statuses (e.g. inactive)
+    change nothing, an earlier terminal status arriving late replaces a later one, and
+    before any terminal status the newest status wins. Announce a failure, and keep the
+    failed-deployment incidents of production environments in step."""
+    terminal = state in TERMINAL_DEPLOYMENT_STATES
+    if row.finished_at is not None:  # already has an outcome
+        if not terminal or at >= row.finished_at:
+            return
+    elif not terminal and row.status_at is not None and at < row.status_at:
         return
-    finished = at if state in TERMINAL_DEPLOYMENT_STATES else None
-    Deployment.update(state=state, status_at=at, finished_at=finished).where(
+    Deployment.update(state=state, status_at=at, finished_at=at if terminal else None).where(
         Deployment.id == row.id
     ).execute()
+    if not terminal:
+        return
     production = is_production(repo, row.environment)
     if state in FAILED_DEPLOYMENT_STATES:
         changes.notify(

@@ -463,3 +463,29 @@ def test_workflow_runs_named_by_the_repository_are_deployments(activity):
     )
     assert deployment.sha == run["head_sha"] and deployment.environment == "production"
     assert deployment.finished_at == processing.ts(run["updated_at"])
+
+
+@pytest.mark.parametrize(
+    "statuses,outcome",
+    [
+        (
+            [("in_progress", "10:00"), ("success", "10:10"), ("inactive", "12:00")],
+            ("SUCCESS", "10:10"),
+        ),
+        ([("success", "10:10"), ("in_progress", "10:00")], ("SUCCESS", "10:10")),
+        ([("success", "10:20"), ("failure", "10:10")], ("FAILURE", "10:10")),
+        ([("failure", "10:10"), ("success", "10:20")], ("FAILURE", "10:10")),
+        ([("queued", "10:00"), ("in_progress", "10:05")], ("IN_PROGRESS", None)),
+    ],
+)
+def test_a_deployments_outcome_is_its_first_terminal_status(activity, statuses, outcome):
+    base = json.loads((SAMPLES / "deployment_status/payload.json").read_text())
+    for state, hhmm in statuses:  # delivered (and processed) in this order
+        payload = json.loads(json.dumps(base))
+        payload["deployment_status"].update(state=state, created_at=f"2030-05-01T{hhmm}:00Z")
+        deliver(activity, "deployment_status", json.dumps(payload).encode())
+        drain()
+    (deployment,) = Deployment.select()
+    state, finish = outcome
+    assert deployment.state == state
+    assert deployment.finished_at == (processing.ts(f"2030-05-01T{finish}:00Z") if finish else None)
