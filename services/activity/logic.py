@@ -283,7 +283,18 @@ def parse_body(raw: bytes, content_type: str) -> dict:
         raise BadRequest(f"malformed body: {type(exc).__name__}") from None
     if not isinstance(payload, dict):
         raise BadRequest("the payload must be a JSON object")
-    return payload
+    return _without_nul(payload)
+
+
+def _without_nul(value):
+    """PostgreSQL cannot store U+0000 in text or JSONB: keep the data, mark the character."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd") if "\x00" in value else value
+    if isinstance(value, dict):
+        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_nul(v) for v in value]
+    return value
 
 
 def _repository_for(payload: dict) -> Repository | None:
@@ -291,7 +302,7 @@ def _repository_for(payload: dict) -> Repository | None:
     if not isinstance(data, dict):
         return None
     github_id, full_name = data.get("id"), data.get("full_name")
-    if isinstance(github_id, int) and not isinstance(github_id, bool):
+    if isinstance(github_id, int) and not isinstance(github_id, bool) and 0 < github_id < 2**63:
         repo = Repository.get_or_none(Repository.github_id == github_id)
         if repo is not None:
             return repo

@@ -29,6 +29,25 @@ class Schema(ma.Schema):
         unknown = ma.RAISE
         ordered = True
 
+    @ma.pre_load
+    def refuse_nul_characters(self, data, **kwargs):
+        """NUL cannot be stored in PostgreSQL text: a clear 422 naming the field."""
+        if isinstance(data, dict):
+            bad = [key for key, value in data.items() if _has_nul(value)]
+            if bad:
+                raise ma.ValidationError({key: ["contains a NUL character"] for key in bad})
+        return data
+
+
+def _has_nul(value) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
+
 
 class PeeweePage(Page):
     """flask-smorest pagination over a Peewee query: LIMIT/OFFSET plus one COUNT."""

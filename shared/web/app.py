@@ -132,6 +132,29 @@ def _register_request_hooks(app: Flask, service: str) -> None:
         }
         return jsonify(body), exc.status
 
+    @app.errorhandler(pw.DataError)
+    def value_not_storable(exc):
+        # e.g. a NUL character or a number beyond the column's range: the caller's input.
+        log.warning("value refused by the database: %s", " ".join(str(exc).split()))
+        body = {
+            "code": 422,
+            "status": "Unprocessable Entity",
+            "message": "a value cannot be stored (a NUL character, or a number out of range)",
+            "errors": {},
+        }
+        return jsonify(body), 422
+
+    @app.errorhandler(pw.IntegrityError)
+    def conflicting_write(exc):
+        log.warning("write refused by a constraint: %s", " ".join(str(exc).split()))
+        body = {
+            "code": 409,
+            "status": "Conflict",
+            "message": "this conflicts with existing data (a duplicate, say)",
+            "errors": {},
+        }
+        return jsonify(body), 409
+
     @app.errorhandler(pw.OperationalError)
     @app.errorhandler(pw.InterfaceError)
     def database_unavailable(exc):

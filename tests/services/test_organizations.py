@@ -394,3 +394,13 @@ def test_audit_rows_cannot_be_updated_or_deleted_on_postgres(people, tx):
     bob.delete_instance()
     assert AuditLog.select().where(AuditLog.actor_user == bob.id).count() == 0
     assert BACKEND == "postgresql"
+
+
+def test_values_the_database_cannot_store_are_422_not_500(accounts_client, people):
+    response = accounts_client.post(
+        "/api/v1/orgs",
+        headers=auth(people["OWNER"]),
+        json={"name": "nul \u0000 name", "slug": "nul-org"},
+    )
+    assert response.status_code == 422
+    assert response.json["errors"]["json"] == {"name": ["contains a NUL character"]}

@@ -489,3 +489,16 @@ def test_a_deployments_outcome_is_its_first_terminal_status(activity, statuses, 
     state, finish = outcome
     assert deployment.state == state
     assert deployment.finished_at == (processing.ts(f"2030-05-01T{finish}:00Z") if finish else None)
+
+
+def test_nul_characters_and_huge_numbers_are_handled_not_500(activity):
+    payload = json.loads(samples("push")[0].read_bytes())
+    payload["head_commit"] = {"message": "nul \u0000 inside"}
+    nul = deliver(activity, "push", json.dumps(payload).encode())
+    assert nul.status_code == 202
+    stored = Event.get_by_id(nul.json["id"]).payload["head_commit"]["message"]
+    assert stored == "nul \ufffd inside"
+    payload["repository"]["id"] = 10**30
+    payload["repository"]["full_name"] = "nobody/huge"
+    huge = deliver(activity, "push", json.dumps(payload).encode())
+    assert huge.status_code == 404
