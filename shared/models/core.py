@@ -45,8 +45,8 @@ class Organization(BaseModel):
     def by_ref(cls, ref: str):
         """By slug, or by numeric id; None when there is no such organization."""
         ref = str(ref)
-        if ref.isdigit():
-            return cls.get_or_none(cls.id == int(ref))
+        if ref.isascii() and ref.isdigit():
+            return cls.get_or_none(cls.id == int(ref)) if len(ref) < 19 else None
         return cls.get_or_none(cls.slug == ref)
 
 

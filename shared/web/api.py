@@ -52,9 +52,15 @@ def _has_nul(value) -> bool:
 class PeeweePage(Page):
     """flask-smorest pagination over a Peewee query: LIMIT/OFFSET plus one COUNT."""
 
+    # Beyond this no table has rows; the offset would overflow the database's integers.
+    MAX_OFFSET = 2**62
+
     @property
     def items(self):
-        return list(self.collection.paginate(self.page_params.page, self.page_params.page_size))
+        page, size = self.page_params.page, self.page_params.page_size
+        if (page - 1) * size >= self.MAX_OFFSET:
+            return []
+        return list(self.collection.paginate(page, size))
 
     @property
     def item_count(self):

@@ -144,6 +144,17 @@ def _register_request_hooks(app: Flask, service: str) -> None:
         }
         return jsonify(body), 422
 
+    @app.errorhandler(OverflowError)
+    def number_out_of_range(exc):
+        # An id or number in the request too large for any column (SQLite refuses to bind it).
+        body = {
+            "code": 422,
+            "status": "Unprocessable Entity",
+            "message": "a number in the request is out of range",
+            "errors": {},
+        }
+        return jsonify(body), 422
+
     @app.errorhandler(pw.IntegrityError)
     def conflicting_write(exc):
         log.warning("write refused by a constraint: %s", " ".join(str(exc).split()))

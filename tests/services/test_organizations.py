@@ -404,3 +404,21 @@ def test_values_the_database_cannot_store_are_422_not_500(accounts_client, peopl
     )
     assert response.status_code == 422
     assert response.json["errors"]["json"] == {"name": ["contains a NUL character"]}
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/orgs/1%C2%B9/audit-logs",  # a superscript digit: not an id
+        "/api/v1/orgs/999999999999999999999999999999",
+        "/api/v1/orgs/techcorp/members/999999999999999999999999999",
+        "/api/v1/orgs?page_size=33&page=72255851662672541393201659904",
+    ],
+)
+def test_odd_ids_and_huge_pages_are_4xx_or_empty_never_500(accounts_client, people, path):
+    method = "patch" if "/members/" in path else "get"
+    kwargs = {"json": {"role": "VIEWER"}} if method == "patch" else {}
+    response = getattr(accounts_client, method)(path, headers=auth(people["OWNER"]), **kwargs)
+    assert response.status_code < 500, response.json
+    if "page=" in path:
+        assert response.status_code == 200 and response.json == []
