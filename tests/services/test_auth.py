@@ -178,6 +178,17 @@ def test_service_logs_are_json_lines_with_request_ids(stack):
     requests.get(
         stack.url("accounts") + "/healthz", headers={"X-Request-ID": "log-check-1"}, timeout=5
     )
-    lines = [json.loads(line) for line in stack.log("accounts").splitlines() if line.strip()]
-    assert any(entry.get("request_id") == "log-check-1" for entry in lines)
-    assert all("ts" in entry for entry in lines)
+
+    def complete_lines():  # the access line is written just after the response is sent
+        return [
+            json.loads(line)
+            for line in stack.log("accounts").splitlines()[:-1]
+            + [line for line in stack.log("accounts").splitlines()[-1:] if line.endswith("}")]
+        ]
+
+    wait_until(
+        lambda: any(e.get("request_id") == "log-check-1" for e in complete_lines()),
+        timeout=5,
+        what="the access log line",
+    )
+    assert all("ts" in entry for entry in complete_lines())
