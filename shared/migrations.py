@@ -120,6 +120,15 @@ def make_migration(name: str) -> Path | None:
     # peewee-migrate writes JSON columns as postgres_ext.JSONField (json, not jsonb, and
     # PostgreSQL-only); the models use peewee.JSONField (jsonb on PostgreSQL, text on SQLite).
     code = path.read_text().replace("pw_pext.JSONField(", "pw.JSONField(")
+    # The template's long docstring of examples would repeat in every file: one line instead.
+    code = re.sub(
+        r'^"""Peewee migrations -- (\S+)\.py\.\n\nSome examples.*?\n"""\n',
+        lambda m: f'"""Migration {m.group(1)} (peewee-migrate; the operations it offers are listed '
+        'in\npeewee_migrate/template.py)."""\n',
+        code,
+        count=1,
+        flags=re.S,
+    )
     # Index names must start with the table name, as in the models and in add/drop_index.
     code = code.replace(
         "        class Meta:\n            table_name = ",
