@@ -12,7 +12,12 @@ from shared.models import (
     Event,
     InboxMessage,
     Incident,
+    Issue,
+    IssueClosure,
     Job,
+    LoginLink,
+    ProductionDeployment,
+    PullRequestCommit,
     PullRequest,
     Repository,
     Review,
@@ -106,6 +111,33 @@ def one_row_per_table(seeded):
         user=User.select().first(),
         token_digest="0" * 64,
         expires_at=dt.datetime(2030, 1, 1, tzinfo=dt.UTC),
+    )
+    LoginLink.create(
+        user=User.select().first(),
+        token_digest="1" * 64,
+        expires_at=dt.datetime(2030, 1, 1, tzinfo=dt.UTC),
+    )
+    PullRequestCommit.create(pull_request=pr, sha="c" * 40)
+    issue = Issue.create(
+        repository=repo,
+        organization=repo.organization_id,
+        number=99_001,
+        created_at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+    )
+    IssueClosure.create(
+        issue=issue,
+        organization=repo.organization_id,
+        repository=repo,
+        closed_at=dt.datetime(2026, 1, 2, tzinfo=dt.UTC),
+    )
+    ProductionDeployment.create(
+        organization=repo.organization_id,
+        repository=repo,
+        source="merge",
+        source_id=pr.id,
+        created_at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+        finished_at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+        succeeded=True,
     )
     return seeded
 

@@ -59,7 +59,11 @@ def test_seed_twice_leaves_the_same_rows(fresh_database_url):
         "events",
         "inbox_messages",
         "incidents",
+        "issue_closures",
         "jobs",
+        "login_links",
+        "production_deployments",
+        "pull_request_commits",
         "reviews",
         "sessions",
     ]

@@ -11,7 +11,9 @@ from shared.models.activity import (
     Event,
     Incident,
     Issue,
+    IssueClosure,
     PullRequest,
+    PullRequestCommit,
     Review,
 )
 from shared.models.base import BaseModel, utcnow
@@ -32,10 +34,10 @@ from shared.models.enums import (
     Sensitivity,
 )
 from shared.models.jobs import InboxMessage, Job
-from shared.models.metrics import AIReview, DeveloperMetric, TeamMetric
+from shared.models.metrics import AIReview, DeveloperMetric, ProductionDeployment, TeamMetric
 from shared.models.notifications import NotificationLog, NotificationRule
 from shared.models.repository import Repository, RepositoryStats
-from shared.models.security import ApiKey, AuditLog, Session
+from shared.models.security import ApiKey, AuditLog, LoginLink, Session
 
 # Concrete models only, in dependency order (the migration auto-diff's source of truth).
 MODELS = [
@@ -58,6 +60,7 @@ MODELS = [
 ]
 # Infrastructure tables beyond the 16 of the product's schema.
 MODELS += [Job, InboxMessage, Session, Review, Deployment, Incident]
+MODELS += [PullRequestCommit, IssueClosure, ProductionDeployment, LoginLink]
 
 __all__ = [m.__name__ for m in MODELS] + [
     "MODELS",

@@ -115,6 +115,15 @@ class PullRequest(BaseModel):
     merged_at = UTCDateTimeField(null=True)
     closed_at = UTCDateTimeField(null=True)
     merge_commit_sha = pw.CharField(max_length=64, null=True)
+    # The number in a `revert-<n>-...` head branch (GitHub's "Revert" button).
+    reverts_number = pw.IntegerField(null=True)
+    # Derived by the metrics service: first production deployment, and the stages in seconds.
+    deployed_at = UTCDateTimeField(null=True)
+    coding_s = pw.FloatField(null=True)
+    pickup_s = pw.FloatField(null=True)
+    review_s = pw.FloatField(null=True)
+    deploy_s = pw.FloatField(null=True)
+    cycle_s = pw.FloatField(null=True)
     # GitHub's updated_at of the newest payload applied: an older one never overwrites.
     updated_at = UTCDateTimeField(default=utcnow)
 
@@ -127,8 +136,23 @@ class PullRequest(BaseModel):
             (("organization", "state"), False),
             (("organization", "created_at"), False),
             (("organization", "merged_at"), False),
+            (("organization", "deployed_at"), False),
             (("author", "created_at"), False),
         )
+
+
+class PullRequestCommit(BaseModel):
+    """A commit the GitHub API lists for a pull request (the backfill's view of its commits;
+    webhooks give them by branch instead)."""
+
+    pull_request = pw.ForeignKeyField(
+        PullRequest, backref="listed_commits", on_delete="CASCADE", index=False
+    )
+    sha = pw.CharField(max_length=64)
+
+    class Meta:
+        table_name = "pull_request_commits"
+        indexes = ((("pull_request", "sha"), True),)
 
 
 class Issue(BaseModel):
@@ -155,6 +179,26 @@ class Issue(BaseModel):
             (("organization", "created_at"), False),
             (("organization", "closed_at"), False),
             (("author", "created_at"), False),
+        )
+
+
+class IssueClosure(BaseModel):
+    """Each time an issue was closed, and by whom (the `closed` event's sender)."""
+
+    issue = pw.ForeignKeyField(Issue, backref="closures", on_delete="CASCADE", index=False)
+    organization = pw.ForeignKeyField(Organization, on_delete="CASCADE", index=False)
+    repository = pw.ForeignKeyField(Repository, on_delete="CASCADE", index=False)
+    closed_at = UTCDateTimeField()
+    closer = pw.ForeignKeyField(User, null=True, on_delete="SET NULL", index=False)
+    closer_login = pw.CharField(max_length=100, null=True)
+    closer_is_bot = pw.BooleanField(default=False)
+
+    class Meta:
+        table_name = "issue_closures"
+        indexes = (
+            (("issue", "closed_at"), True),
+            (("organization", "closed_at"), False),
+            (("closer", "closed_at"), False),
         )
 
 

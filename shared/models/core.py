@@ -7,9 +7,11 @@ from shared.models.enums import Plan, Role
 
 
 class User(BaseModel):
-    """A GitHub identity that signed in (or that activity was attributed to)."""
+    """A GitHub identity that signed in, or a GitHub login seen in activity (a known
+    developer: push payloads name commit authors by login only, so the id may be unknown
+    until they sign in)."""
 
-    github_id = pw.BigIntegerField(unique=True)
+    github_id = pw.BigIntegerField(unique=True, null=True)
     login = pw.CharField(max_length=100, index=True)
     name = pw.CharField(max_length=255, null=True)
     email = pw.CharField(max_length=320, null=True, index=True)

@@ -21,7 +21,7 @@ class Repository(BaseModel):
     # Fernet ciphertext of the webhook HMAC secret (shared.crypto).
     webhook_secret_encrypted = pw.TextField(null=True)
     is_active = pw.BooleanField(default=True)
-    # e.g. {"deployment_workflows": ["deploy.yml"], "deployment_environment": "production"}
+    # e.g. {"deployment_source": "deployments" | "merges" | "workflow:deploy.yml"}
     settings = pw.JSONField(default=dict)
     # Backfill progress and the incremental marks and ETags of the last run.
     backfill_state = pw.JSONField(default=dict)
@@ -54,6 +54,8 @@ class RepositoryStats(BaseModel):
     prs_opened = pw.IntegerField(default=0)
     prs_merged = pw.IntegerField(default=0)
     prs_closed = pw.IntegerField(default=0)
+    open_prs = pw.IntegerField(default=0)
+    open_issues = pw.IntegerField(default=0)
     reviews = pw.IntegerField(default=0)
     review_comments = pw.IntegerField(default=0)
     issues_opened = pw.IntegerField(default=0)

@@ -47,6 +47,20 @@ class Session(BaseModel):
         )
 
 
+class LoginLink(BaseModel):
+    """A one-time sign-in URL for local use (`devmetrics login-link`); only the SHA-256 of
+    its token is stored."""
+
+    user = pw.ForeignKeyField(User, on_delete="CASCADE", index=False)
+    token_digest = pw.CharField(max_length=64, unique=True)
+    created_at = UTCDateTimeField(default=utcnow)
+    expires_at = UTCDateTimeField()
+    used_at = UTCDateTimeField(null=True)
+
+    class Meta:
+        table_name = "login_links"
+
+
 class AuditLog(BaseModel):
     """Append-only (a PostgreSQL trigger refuses UPDATE and DELETE, except the referential
     actions of a deleted organization, user or key, and the retention job)."""
