@@ -97,7 +97,11 @@ def open_database(url: str, pool_min: int = 1, pool_max: int = 10) -> peewee.Dat
         path = parsed.path[1:] if parsed.path.startswith("/") else parsed.path
         kwargs = parseresult_to_dict(parsed)
         kwargs.pop("database", None)
-        return peewee.SqliteDatabase(path or ":memory:", pragmas=SQLITE_PRAGMAS, **kwargs)
+        database = peewee.SqliteDatabase(path or ":memory:", pragmas=SQLITE_PRAGMAS, **kwargs)
+        from shared.sql import register_sqlite_functions  # imports this module
+
+        register_sqlite_functions(database)
+        return database
 
     kwargs = parseresult_to_dict(parsed, unquote_password=True, unquote_user=True)
     name = kwargs.pop("database", "")

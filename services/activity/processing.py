@@ -52,7 +52,9 @@ FAILED_DEPLOYMENT_STATES = {DeploymentState.FAILURE, DeploymentState.ERROR}
 DEFAULT_INCIDENT_LABEL = "incident"
 PUSH_COMMIT_CAP = 2048  # a push payload lists at most this many commits
 DEFAULT_PRODUCTION_ENVIRONMENTS = ("production", "prod")
-REVERT_BRANCH = re.compile(r"^revert-\d+-")
+REVERT_BRANCH = re.compile(r"^revert-(\d+)-")
+# Pull request actions that put new code up for review (an AI review is asked for).
+REVIEWED_ACTIONS = {"opened", "reopened", "synchronize", "ready_for_review"}
 # A workflow run's conclusion as a deployment state.
 WORKFLOW_CONCLUSIONS = {
     "success": DeploymentState.SUCCESS,
@@ -70,6 +72,8 @@ class Changes:
         self.days: dict[tuple[int, int], set[str]] = defaultdict(set)
         self.pull_requests: dict[tuple[int, int], set[int]] = defaultdict(set)
         self.events: dict[str, dict] = {}  # event key -> message for the notifications service
+        # (organization, pull request id, head sha) to review for risk (metrics service)
+        self.reviews: set[tuple[int, int, str]] = set()
 
     def notify(self, repo: Repository, event_type: str, key: str, **data):
         """An event the notifications service matches against alert rules."""
@@ -88,6 +92,11 @@ class Changes:
             self.pull_requests[key].add(pull_request.id)
         self.days.setdefault(key, set())
 
+    def review(self, pr: PullRequest):
+        """Ask for an AI review of the pull request at its head commit."""
+        if pr.head_sha:
+            self.reviews.add((pr.organization_id, pr.id, pr.head_sha))
+
     def publish(self):
         for (org_id, repo_id), days in self.days.items():
             outbox.publish(
@@ -103,6 +112,13 @@ class Changes:
             )
         for event in self.events.values():
             outbox.publish("notifications", "event", event, organization=event["organization_id"])
+        for org_id, pr_id, head_sha in sorted(self.reviews):
+            outbox.publish(
+                "metrics",
+                "ai_review.requested",
+                {"organization_id": org_id, "pull_request_id": pr_id, "head_sha": head_sha},
+                organization=org_id,
+            )
 
 
 # Parsing helpers ----------------------------------------------------------------------
@@ -355,6 +371,8 @@ def handle_pull_request(event: Event, repo: Repository, payload: dict, changes: 
     row = upsert_pull_request(repo, pr, ready_at=ready_at)
     about = {"number": row.number, "title": row.title, "author": row.author_login,
              "url": pr.get("html_url"), "pull_request_id": row.id}  # fmt: skip
+    if event.action in REVIEWED_ACTIONS:
+        changes.review(row)
     if event.action == "opened":
         changes.notify(repo, "pull_request.opened", f"pull_request.opened:{row.id}", **about)
     elif event.action == "closed" and pr.get("merged_at"):

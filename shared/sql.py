@@ -1,0 +1,109 @@
+"""SQL expressions that differ between PostgreSQL and SQLite, so that metric queries stay
+set-based on both: percentiles, epoch seconds, calendar days, null-safe comparison.
+
+On SQLite the missing functions (`percentile_cont`, `epoch`) are registered on every
+connection by `register_sqlite_functions` (see shared.database.open_database); they give
+the values PostgreSQL's built-ins give.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+
+import peewee as pw
+
+from shared.database import db
+
+
+def is_postgres() -> bool:
+    return isinstance(db.obj, pw.PostgresqlDatabase)
+
+
+def percentile(expr, fraction: float):
+    """percentile_cont(fraction): linear interpolation between the nearest ranks, NULLs
+    left out (PostgreSQL's ordered-set aggregate; a registered aggregate on SQLite)."""
+    if is_postgres():
+        return pw.NodeList(
+            (
+                pw.fn.percentile_cont(fraction),
+                pw.SQL("WITHIN GROUP (ORDER BY"),
+                expr,
+                pw.SQL(")"),
+            )
+        )
+    return pw.fn.percentile_cont(expr, fraction)
+
+
+def epoch(expr):
+    """Seconds since 1970 of a stored (naive UTC) timestamp, as a float."""
+    if is_postgres():
+        return pw.fn.EXTRACT(pw.NodeList((pw.SQL("EPOCH FROM"), expr)))
+    return pw.fn.epoch(expr)
+
+
+def seconds_between(later, earlier):
+    """`later - earlier` in seconds; NULL when either is NULL or the span is negative."""
+    span = epoch(later) - epoch(earlier)
+    return pw.Case(None, [(span >= 0, span)], None)
+
+
+def day_of(expr):
+    """The UTC calendar day of a stored timestamp."""
+    if is_postgres():
+        return pw.Cast(expr, "date")
+    return pw.fn.date(expr)
+
+
+def distinct_from(a, b):
+    """Null-safe inequality (`IS DISTINCT FROM`)."""
+    return pw.Expression(a, "IS DISTINCT FROM" if is_postgres() else "IS NOT", b)
+
+
+def as_date(value) -> dt.date | None:
+    """A day as a query returns it (a date on PostgreSQL, text on SQLite)."""
+    if value is None or isinstance(value, dt.date):
+        return value
+    return dt.date.fromisoformat(str(value)[:10])
+
+
+# SQLite implementations ------------------------------------------------------------
+
+
+class PercentileCont:
+    """PostgreSQL's percentile_cont for SQLite: rank = fraction * (n - 1), interpolated."""
+
+    def __init__(self):
+        self.values: list[float] = []
+        self.fraction = None
+
+    def step(self, value, fraction):
+        self.fraction = fraction
+        if value is not None:
+            self.values.append(float(value))
+
+    def finalize(self):
+        return percentile_cont(self.values, self.fraction)
+
+
+def percentile_cont(values, fraction) -> float | None:
+    if not values or fraction is None:
+        return None
+    ordered = sorted(values)
+    rank = float(fraction) * (len(ordered) - 1)
+    low, high = math.floor(rank), math.ceil(rank)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def sqlite_epoch(value) -> float | None:
+    if value is None:
+        return None
+    parsed = dt.datetime.fromisoformat(str(value))
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.UTC)
+    return parsed.timestamp()
+
+
+def register_sqlite_functions(database: pw.SqliteDatabase) -> None:
+    database.register_aggregate(PercentileCont, "percentile_cont", 2)
+    database.register_function(sqlite_epoch, "epoch", 1, deterministic=True)
