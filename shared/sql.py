@@ -9,6 +9,7 @@ the values PostgreSQL's built-ins give.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 
 import peewee as pw
@@ -107,3 +108,25 @@ def sqlite_epoch(value) -> float | None:
 def register_sqlite_functions(database: pw.SqliteDatabase) -> None:
     database.register_aggregate(PercentileCont, "percentile_cont", 2)
     database.register_function(sqlite_epoch, "epoch", 1, deterministic=True)
+
+
+def json_array_contains(field, value: str):
+    """The JSON array in `field` has `value` as an element."""
+    if is_postgres():
+        return pw.Expression(field, "@>", pw.Cast(pw.Value(json.dumps([value])), "jsonb"))
+    return pw.NodeList(
+        (
+            pw.SQL("EXISTS (SELECT 1 FROM json_each("),
+            field,
+            pw.SQL(") WHERE json_each.value ="),
+            pw.Value(value),
+            pw.SQL(")"),
+        )
+    )
+
+
+def advisory_lock(namespace: str, key: int) -> None:
+    """Serialize writers of one key until the transaction ends (PostgreSQL; SQLite
+    transactions that write are serialized already)."""
+    if is_postgres():
+        db.execute_sql("SELECT pg_advisory_xact_lock(hashtext(%s), %s)", (namespace, key))

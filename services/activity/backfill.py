@@ -18,7 +18,15 @@ from shared import crypto
 from shared.database import db
 from shared.errors import BadRequest
 from shared.github import GitHubRest
-from shared.models import Repository, Role, User, UserOrganization, utcnow
+from shared.models import (
+    PullRequest,
+    PullRequestCommit,
+    Repository,
+    Role,
+    User,
+    UserOrganization,
+    utcnow,
+)
 
 log = logging.getLogger(__name__)
 PER_PAGE = 100
@@ -178,10 +186,17 @@ class Backfill:
                     {"review": review, "pull_request": pr},
                     self.changes,
                 )
+        pr_row = PullRequest.get(
+            (PullRequest.repository == self.repo) & (PullRequest.number == number)
+        )
         for items in self.pages(
             f"pr-commits:{number}", f"{self.path}/pulls/{number}/commits", {"per_page": PER_PAGE}
         ):
             self._commits(items, pr["head"]["ref"])
+            # The API's list is the pull request's commits, whatever branch they came by.
+            links = [{"pull_request": pr_row.id, "sha": c["sha"]} for c in items]
+            if links:
+                PullRequestCommit.insert_many(links).on_conflict_ignore().execute()
         self.state["items"] += 1
 
     def _commits(self, items: list, branch: str):

@@ -25,9 +25,8 @@ from shared.models import (
     DeploymentState,
     Event,
     EventStatus,
-    Incident,
-    IncidentKind,
     Issue,
+    IssueClosure,
     IssueState,
     Organization,
     PullRequest,
@@ -49,20 +48,14 @@ TERMINAL_DEPLOYMENT_STATES = {
     DeploymentState.ERROR,
 }
 FAILED_DEPLOYMENT_STATES = {DeploymentState.FAILURE, DeploymentState.ERROR}
-DEFAULT_INCIDENT_LABEL = "incident"
 PUSH_COMMIT_CAP = 2048  # a push payload lists at most this many commits
 DEFAULT_PRODUCTION_ENVIRONMENTS = ("production", "prod")
 REVERT_BRANCH = re.compile(r"^revert-(\d+)-")
 # Pull request actions that put new code up for review (an AI review is asked for).
 REVIEWED_ACTIONS = {"opened", "reopened", "synchronize", "ready_for_review"}
-# A workflow run's conclusion as a deployment state.
-WORKFLOW_CONCLUSIONS = {
-    "success": DeploymentState.SUCCESS,
-    "failure": DeploymentState.FAILURE,
-    "timed_out": DeploymentState.FAILURE,
-    "startup_failure": DeploymentState.FAILURE,
-    "cancelled": DeploymentState.ERROR,
-}
+# A workflow run's conclusion as a deployment outcome; any other conclusion (cancelled,
+# skipped, timed_out...) is no outcome, and the run counts nowhere.
+WORKFLOW_CONCLUSIONS = {"success": DeploymentState.SUCCESS, "failure": DeploymentState.FAILURE}
 
 
 class Changes:
@@ -140,15 +133,40 @@ def is_bot(account: dict | None) -> bool:
     return account.get("type") == "Bot" or str(account.get("login", "")).endswith("[bot]")
 
 
-def find_user(login: str | None = None, email: str | None = None) -> User | None:
-    """A DevMetrics user by GitHub login, else by e-mail; None for people not signed up."""
-    if login:
+def known_developer(
+    login: str | None = None,
+    email: str | None = None,
+    *,
+    github_id: int | None = None,
+    bot: bool = False,
+) -> User | None:
+    """The user behind a GitHub account or a commit author: by GitHub id, else login, else
+    e-mail. A human login seen for the first time becomes a known developer (a user who
+    has not signed in), so the metrics can credit them; bots never do."""
+    user = User.get_or_none(User.github_id == github_id) if github_id else None
+    if user is None and login:
         user = User.get_or_none(pw.fn.LOWER(User.login) == login.lower())
-        if user:
-            return user
-    if email:
-        return User.get_or_none(User.email == email.lower())
-    return None
+        if user is not None and github_id and user.github_id is None:
+            User.update(github_id=github_id).where(User.id == user.id).execute()
+        elif user is not None and github_id and user.github_id != github_id:
+            user = None  # a login GitHub has since given to someone else
+    if user is None and email:
+        user = User.get_or_none(User.email == email.lower())
+    if user is None and login and not bot and not login.endswith("[bot]"):
+        User.insert(login=login, github_id=github_id).on_conflict_ignore().execute()
+        user = (
+            User.get_or_none(User.github_id == github_id)
+            if github_id
+            else User.get_or_none(pw.fn.LOWER(User.login) == login.lower())
+        )
+    return user
+
+
+def developer_of(account: dict | None) -> User | None:
+    """known_developer for a GitHub user object of a payload."""
+    if not account or not account.get("login"):
+        return None
+    return known_developer(account["login"], github_id=account.get("id"), bot=is_bot(account))
 
 
 def org_settings(repo: Repository) -> dict:
@@ -158,51 +176,6 @@ def org_settings(repo: Repository) -> dict:
 def is_production(repo: Repository, environment: str) -> bool:
     wanted = org_settings(repo).get("production_environments") or DEFAULT_PRODUCTION_ENVIRONMENTS
     return environment.lower() in {e.lower() for e in wanted}
-
-
-def upsert_incident(
-    repo: Repository,
-    kind: IncidentKind,
-    source_id: int,
-    title: str,
-    opened_at,
-    resolved_at,
-    changes: Changes,
-) -> None:
-    """Create or update an incident; a new one is announced (`incident.opened`)."""
-    existing = Incident.get_or_none((Incident.kind == kind) & (Incident.source_id == source_id))
-    if existing is None:
-        Incident.insert(
-            repository=repo.id,
-            organization=repo.organization_id,
-            kind=kind,
-            source_id=source_id,
-            title=title or "",
-            opened_at=opened_at,
-            resolved_at=resolved_at,
-        ).on_conflict_ignore().execute()
-        created = Incident.get((Incident.kind == kind) & (Incident.source_id == source_id))
-        changes.notify(
-            repo,
-            "incident.opened",
-            f"incident.opened:{created.id}",
-            incident_id=created.id,
-            kind=str(kind),
-            title=title or "",
-            opened_at=opened_at.isoformat() if opened_at else None,
-        )
-    else:
-        Incident.update(title=title or "", opened_at=opened_at, resolved_at=resolved_at).where(
-            Incident.id == existing.id
-        ).execute()
-
-
-def drop_incident(kind: IncidentKind, source_id: int) -> None:
-    Incident.delete().where((Incident.kind == kind) & (Incident.source_id == source_id)).execute()
-
-
-def is_revert(pr: PullRequest) -> bool:
-    return pr.title.startswith('Revert "') or bool(REVERT_BRANCH.match(pr.head_ref or ""))
 
 
 # Handlers -----------------------------------------------------------------------------
@@ -218,7 +191,7 @@ def handle_push(event: Event, repo: Repository, payload: dict, changes: Changes)
     for commit in payload.get("commits") or []:
         author = commit.get("author") or {}
         login = author.get("username")
-        user = find_user(login, author.get("email"))
+        user = known_developer(login, author.get("email"))
         authored = ts(commit.get("timestamp"))
         files = (
             set(commit.get("added") or [])
@@ -267,7 +240,8 @@ def handle_push(event: Event, repo: Repository, payload: dict, changes: Changes)
 
 def _pull_request_fields(repo: Repository, pr: dict) -> dict:
     author = pr.get("user") or {}
-    user = find_user(author.get("login"))
+    user = developer_of(author)
+    revert_of = REVERT_BRANCH.match((pr.get("head") or {}).get("ref") or "")
     if pr.get("merged_at"):
         state = PullRequestState.MERGED
     elif pr.get("state") == "closed":
@@ -297,6 +271,7 @@ def _pull_request_fields(repo: Repository, pr: dict) -> dict:
         "merged_at": ts(pr.get("merged_at")),
         "closed_at": ts(pr.get("closed_at")),
         "merge_commit_sha": pr.get("merge_commit_sha"),
+        "reverts_number": int(revert_of.group(1)) if revert_of else None,
         "updated_at": ts(pr.get("updated_at")) or ts(pr.get("created_at")),
     }
 
@@ -383,18 +358,11 @@ def handle_pull_request(event: Event, repo: Repository, payload: dict, changes: 
         changes.notify(repo, "pull_request.review_requested",
                        f"pull_request.review_requested:{row.id}:{who}:{pr.get('updated_at')}",
                        reviewer=who, **about)  # fmt: skip
-    if is_revert(row) and row.state != PullRequestState.CLOSED:
-        # A revert is an incident from its opening until it is merged.
-        upsert_incident(
-            repo, IncidentKind.REVERT, row.id, row.title, row.created_at, row.merged_at, changes
-        )
-    else:
-        drop_incident(IncidentKind.REVERT, row.id)  # not a revert, or closed unmerged
     changes.touch(repo, row.created_at, row.merged_at, row.closed_at, ready_at, pull_request=row)
 
 
 def _upsert_review(repo, pr_row, kind, github_id, account, submitted_at, state=None, sha=None):
-    user = find_user((account or {}).get("login"))
+    user = developer_of(account)
     row = {
         "pull_request": pr_row.id,
         "organization": repo.organization_id,
@@ -476,7 +444,7 @@ def handle_issue_comment(event: Event, repo: Repository, payload: dict, changes:
 def handle_issues(event: Event, repo: Repository, payload: dict, changes: Changes):
     issue = payload["issue"]
     author = issue.get("user") or {}
-    user = find_user(author.get("login"))
+    user = developer_of(author)
     fields = {
         "repository": repo.id,
         "organization": repo.organization_id,
@@ -504,22 +472,34 @@ def handle_issues(event: Event, repo: Repository, payload: dict, changes: Change
         Issue.update({k: v for k, v in fields.items() if k not in ("repository", "number")}).where(
             Issue.id == existing.id
         ).execute()
-    else:
-        return  # an older payload: the stored issue (and its incident) are newer
-    label = org_settings(repo).get("incident_label") or DEFAULT_INCIDENT_LABEL
-    if label in fields["labels"]:
-        upsert_incident(
-            repo,
-            IncidentKind.LABELED_ISSUE,
-            issue["id"],
-            fields["title"],
-            fields["created_at"],
-            fields["closed_at"],
-            changes,
+    if fields["closed_at"] is not None:
+        # Each closing, credited to the sender of the `closed` event (the backfill knows the
+        # closer only when the API says `closed_by`).
+        closer = payload.get("sender") if event.action == "closed" else issue.get("closed_by")
+        record_closure(repo, issue["number"], fields["closed_at"], closer)
+    changes.touch(repo, fields["created_at"], fields["closed_at"])
+
+
+def record_closure(repo: Repository, number: int, closed_at, closer: dict | None) -> None:
+    issue_id = Issue.get((Issue.repository == repo) & (Issue.number == number)).id
+    user = developer_of(closer)
+    query = IssueClosure.insert(
+        issue=issue_id,
+        organization=repo.organization_id,
+        repository=repo.id,
+        closed_at=closed_at,
+        closer=user.id if user else None,
+        closer_login=(closer or {}).get("login"),
+        closer_is_bot=is_bot(closer),
+    )
+    if closer:  # a known closer replaces an unknown one (the backfill's)
+        query = query.on_conflict(
+            conflict_target=[IssueClosure.issue, IssueClosure.closed_at],
+            preserve=[IssueClosure.closer, IssueClosure.closer_login, IssueClosure.closer_is_bot],
         )
     else:
-        drop_incident(IncidentKind.LABELED_ISSUE, issue["id"])
-    changes.touch(repo, fields["created_at"], fields["closed_at"])
+        query = query.on_conflict_ignore()
+    query.execute()
 
 
 def _upsert_deployment(repo: Repository, deployment: dict) -> Deployment:
@@ -546,8 +526,8 @@ def apply_deployment_state(
     """Record a status. A deployment's outcome is its first terminal status (success,
     failure, error) and finishes at that status's time: later statuses (e.g. inactive)
     change nothing, an earlier terminal status arriving late replaces a later one, and
-    before any terminal status the newest status wins. Announce a failure, and keep the
-    failed-deployment incidents of production environments in step."""
+    before any terminal status the newest status wins. Announce a failure (incidents and
+    production verdicts are derived by the metrics service)."""
     terminal = state in TERMINAL_DEPLOYMENT_STATES
     if row.finished_at is not None:  # already has an outcome
         if not terminal or at >= row.finished_at:
@@ -571,33 +551,6 @@ def apply_deployment_state(
             production=production,
             state=str(state),
         )
-    if not production:
-        return
-    if state in FAILED_DEPLOYMENT_STATES:
-        upsert_incident(
-            repo,
-            IncidentKind.FAILED_DEPLOYMENT,
-            row.id,
-            f"Deployment to {row.environment} failed ({row.sha[:7]})",
-            at,
-            None,
-            changes,
-        )
-    elif state == DeploymentState.SUCCESS:
-        # A successful deployment to the same environment restores service.
-        failed = Deployment.select(Deployment.id).where(
-            (Deployment.repository == repo) & (Deployment.environment == row.environment)
-        )
-        (
-            Incident.update(resolved_at=at)
-            .where(
-                (Incident.kind == IncidentKind.FAILED_DEPLOYMENT)
-                & Incident.resolved_at.is_null()
-                & Incident.source_id.in_(failed)
-                & (Incident.opened_at <= at)
-            )
-            .execute()
-        )
 
 
 def handle_deployment(event: Event, repo: Repository, payload: dict, changes: Changes):
@@ -615,16 +568,17 @@ def handle_deployment_status(event: Event, repo: Repository, payload: dict, chan
 
 
 def handle_workflow_run(event: Event, repo: Repository, payload: dict, changes: Changes):
-    """Completed runs of the workflows a repository names as deploying are deployments
-    (for repositories that do not use GitHub Deployments)."""
+    """Completed runs of the workflow a repository names as its deployment source
+    (`workflow:<name or file>`) are deployments; the metrics keep those on the default
+    branch."""
     run = payload["workflow_run"]
-    settings = repo.settings or {}
-    wanted = set(settings.get("deployment_workflows") or [])
+    source = (repo.settings or {}).get("deployment_source") or ""
+    wanted = source.removeprefix("workflow:") if source.startswith("workflow:") else None
     path = (payload.get("workflow") or {}).get("path") or run.get("path") or ""
     names = {run.get("name"), path, path.rsplit("/", 1)[-1]} - {None, ""}
-    if event.action != "completed" or not (wanted & names):
+    if event.action != "completed" or wanted not in names:
         return
-    environment = settings.get("deployment_environment") or "production"
+    environment = "production"
     started = ts(run.get("run_started_at")) or ts(run.get("created_at"))
     row = {
         "repository": repo.id,

@@ -33,12 +33,17 @@ class RepositoryConnectSchema(Schema):
 
 
 class RepositorySettingsSchema(Schema):
-    deployment_workflows = ma.fields.List(
-        ma.fields.String(validate=ma.validate.Length(min=1, max=255)),
-        validate=ma.validate.Length(max=50),
-        metadata={"description": "Workflow names or files whose completed runs are deployments"},
+    deployment_source = ma.fields.String(
+        validate=ma.validate.Regexp(
+            r"^(deployments|merges|workflow:[^\s].{0,254})$",
+            error="must be 'deployments', 'merges' or 'workflow:<workflow name or file>'",
+        ),
+        metadata={
+            "description": "What counts as a production deployment: GitHub deployments to the "
+            "organization's production environments (default), each pull request merged into "
+            "the default branch, or each completed run of one workflow on the default branch"
+        },
     )
-    deployment_environment = ma.fields.String(validate=ma.validate.Length(min=1, max=255))
 
 
 class RepositoryUpdateSchema(Schema):

@@ -6,10 +6,10 @@ Durations are seconds (`*_s`); medians and p90s are percentile_cont over the day
 import peewee as pw
 
 from shared.models.activity import PullRequest
-from shared.models.repository import Repository
 from shared.models.base import BaseModel, EnumField, UTCDateTimeField, utcnow
 from shared.models.core import Organization, User
 from shared.models.enums import RiskLevel
+from shared.models.repository import Repository
 
 
 class DeveloperMetric(BaseModel):

@@ -186,7 +186,11 @@ def test_every_sample_lands_in_the_right_rows_exactly_once(activity):
     # the notifications service gets the events alert rules can match.
     messages = [j.payload for j in Job.select().where(Job.queue == "outbox")]
     to_metrics = [m for m in messages if m["destination"] == "metrics"]
-    assert to_metrics and all(m["topic"] == "activity.changed" for m in to_metrics)
+    assert to_metrics and {m["topic"] for m in to_metrics} == {
+        "activity.changed",
+        "ai_review.requested",  # opened and synchronized pull requests are reviewed
+    }
+    to_metrics = [m for m in to_metrics if m["topic"] == "activity.changed"]
     assert any(m["payload"]["dates"] for m in to_metrics)
     events = {m["payload"]["type"] for m in messages if m["destination"] == "notifications"}
     assert {"pull_request.opened", "pull_request.review_requested"} <= events
@@ -365,92 +369,13 @@ def _variant(event: str, name: str, **changes) -> bytes:
     return json.dumps(payload).encode()
 
 
-def test_incidents_from_labels_failed_deployments_and_reverts(activity):
-    from shared.models import Incident
-
-    # An issue labelled "incident", opened then closed.
-    labelled = [{"id": 1, "name": "incident", "color": "f00", "default": False}]
-    deliver(
-        activity,
-        "issues",
-        _variant(
-            "issues",
-            "opened.payload.json",
-            issue__labels=labelled,
-            issue__updated_at="2030-01-01T00:00:00Z",
-        ),
-    )
-    deliver(
-        activity,
-        "issues",
-        _variant(
-            "issues",
-            "opened.payload.json",
-            issue__labels=labelled,
-            issue__state="closed",
-            issue__closed_at="2030-01-01T05:00:00Z",
-            issue__updated_at="2030-01-01T05:00:00Z",
-        ),
-    )
-    # A production deployment fails, then a later one succeeds (service restored).
-    failed = _variant(
-        "deployment_status",
-        "payload.json",
-        deployment_status__state="failure",
-        deployment_status__created_at="2030-02-01T10:00:00Z",
-    )
-    deliver(activity, "deployment_status", failed)
-    fixed = json.loads(
-        _variant(
-            "deployment_status",
-            "payload.json",
-            deployment_status__created_at="2030-02-01T12:30:00Z",
-        )
-    )
-    fixed["deployment"]["id"] += 1
-    deliver(activity, "deployment_status", json.dumps(fixed).encode())
-    # A revert pull request.
-    revert = _variant(
-        "pull_request",
-        "opened.payload.json",
-        pull_request__title='Revert "Update README"',
-        pull_request__head={"ref": "revert-1-update-readme", "sha": "b" * 40},
-    )
-    deliver(activity, "pull_request", revert)
-    drain()
-
-    incidents = {str(i.kind): i for i in Incident.select()}
-    assert set(incidents) == {"LABELED_ISSUE", "FAILED_DEPLOYMENT", "REVERT"}
-    issue = incidents["LABELED_ISSUE"]
-    assert issue.resolved_at == processing.ts("2030-01-01T05:00:00Z")
-    deploy = incidents["FAILED_DEPLOYMENT"]
-    assert (deploy.opened_at, deploy.resolved_at) == (
-        processing.ts("2030-02-01T10:00:00Z"),
-        processing.ts("2030-02-01T12:30:00Z"),
-    )
-    assert incidents["REVERT"].resolved_at is None  # not merged yet
-    # Taking the label off means it was not an incident after all.
-    deliver(
-        activity,
-        "issues",
-        _variant(
-            "issues",
-            "opened.payload.json",
-            issue__labels=[],
-            issue__updated_at="2030-03-01T00:00:00Z",
-        ),
-    )
-    drain()
-    assert not Incident.select().where(Incident.kind == "LABELED_ISSUE").exists()
-
-
 def test_workflow_runs_named_by_the_repository_are_deployments(activity):
     body = (SAMPLES / "workflow_run" / "completed.payload.json").read_bytes()
     repo = Repository.get(Repository.github_id == json.loads(body)["repository"]["id"])
     deliver(activity, "workflow_run", body)
     drain()
     assert Deployment.select().count() == 0  # not a deploying workflow (yet)
-    repo.settings = {"deployment_workflows": ["test.yml"], "deployment_environment": "production"}
+    repo.settings = {"deployment_source": "workflow:test.yml"}
     repo.save()
     deliver(activity, "workflow_run", body)
     drain()
