@@ -27,9 +27,11 @@ def enqueue(
     organization=None,
     run_at: dt.datetime | None = None,
     max_attempts: int = 10,
+    rearm: bool = True,
 ) -> None:
     """Add a job. With a dedupe_key, an existing job of that key is re-armed instead (so a
-    burst of changes costs one run, and a change during a run still causes another one)."""
+    burst of changes costs one run, and a change during a run still causes another one),
+    or, with `rearm=False`, left as it is (a job that must run once per key)."""
     row = {
         "queue": queue,
         "dedupe_key": dedupe_key,
@@ -41,7 +43,9 @@ def enqueue(
         "run_at": run_at or utcnow(),
     }
     query = Job.insert(**row)
-    if dedupe_key is not None:
+    if dedupe_key is not None and not rearm:
+        query = query.on_conflict_ignore()
+    elif dedupe_key is not None:
         query = query.on_conflict(
             conflict_target=[Job.queue, Job.dedupe_key],
             update={

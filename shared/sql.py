@@ -9,7 +9,6 @@ the values PostgreSQL's built-ins give.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import math
 
 import peewee as pw
@@ -40,7 +39,7 @@ def epoch(expr):
     """Seconds since 1970 of a stored (naive UTC) timestamp, as a float."""
     if is_postgres():
         return pw.fn.EXTRACT(pw.NodeList((pw.SQL("EPOCH FROM"), expr)))
-    return pw.fn.epoch(expr)
+    return pw.fn.epoch(expr).coerce(False)
 
 
 def seconds_between(later, earlier):
@@ -53,7 +52,7 @@ def day_of(expr):
     """The UTC calendar day of a stored timestamp."""
     if is_postgres():
         return pw.Cast(expr, "date")
-    return pw.fn.date(expr)
+    return pw.fn.date(expr).coerce(False)  # text, not parsed as the column's datetime
 
 
 def distinct_from(a, b):
@@ -63,6 +62,8 @@ def distinct_from(a, b):
 
 def as_date(value) -> dt.date | None:
     """A day as a query returns it (a date on PostgreSQL, text on SQLite)."""
+    if isinstance(value, dt.datetime):
+        return value.date()
     if value is None or isinstance(value, dt.date):
         return value
     return dt.date.fromisoformat(str(value)[:10])
@@ -113,7 +114,8 @@ def register_sqlite_functions(database: pw.SqliteDatabase) -> None:
 def json_array_contains(field, value: str):
     """The JSON array in `field` has `value` as an element."""
     if is_postgres():
-        return pw.Expression(field, "@>", pw.Cast(pw.Value(json.dumps([value])), "jsonb"))
+        # The JSON field's own converter serializes the one-element list.
+        return pw.Expression(field, "@>", pw.Value([value], unpack=False))
     return pw.NodeList(
         (
             pw.SQL("EXISTS (SELECT 1 FROM json_each("),

@@ -1,12 +1,16 @@
-"""Metrics business logic (no Flask here)."""
+"""Metrics business logic (no Flask here): what the inbox and the workers do."""
 
 from __future__ import annotations
 
 import datetime as dt
+import time
 
+from services.metrics import engine
 from shared import jobs
-from shared.models import Organization, TeamMetric
-from shared.outbox import MessageRejected
+from shared.config import Settings
+from shared.models import Organization, Repository, TeamMetric, utcnow
+from shared.outbox import MessageRejected, PermanentFailure
+from shared.worker import run_batch
 
 RECOMPUTE_QUEUE = "recompute"
 
@@ -21,21 +25,78 @@ def daily_team_metrics(organization, start: dt.date | None, end: dt.date | None)
 
 
 def on_activity_changed(payload: dict, message_id: str) -> None:
-    """Inbox handler for `activity.changed` {organization_id, dates: [YYYY-MM-DD, ...]}:
-    one recompute job per (organization, day), merged with any still pending."""
+    """Inbox handler for `activity.changed` {organization_id, repository_id, dates,
+    pull_request_ids}: one recompute job, applied once (the inbox dedupes messages)."""
     try:
         org_id = int(payload["organization_id"])
+        repo_id = int(payload["repository_id"])
         days = sorted({dt.date.fromisoformat(d) for d in payload["dates"]})
+        pr_ids = sorted({int(i) for i in payload.get("pull_request_ids") or []})
     except (KeyError, TypeError, ValueError) as exc:
         raise MessageRejected(
-            f"activity.changed needs organization_id and ISO dates: {exc}"
+            "activity.changed needs organization_id, repository_id, ISO dates "
+            f"and pull_request_ids: {exc}"
         ) from None
     if not Organization.select().where(Organization.id == org_id).exists():
         return  # the organization was deleted meanwhile: nothing to recompute
-    for day in days:
+    jobs.enqueue(
+        RECOMPUTE_QUEUE,
+        {
+            "organization_id": org_id,
+            "repository_ids": [repo_id],
+            "dates": [d.isoformat() for d in days],
+            "pull_request_ids": pr_ids,
+        },
+        dedupe_key=f"message:{message_id}",
+        organization=org_id,
+        rearm=False,
+    )
+
+
+def run_recompute_job(job) -> None:
+    payload = job.payload
+    org_id = payload["organization_id"]
+    if not Organization.select().where(Organization.id == org_id).exists():
+        raise PermanentFailure(f"organization {org_id} no longer exists")
+    engine.recompute(
+        org_id,
+        repository_ids=payload.get("repository_ids"),
+        dates=[dt.date.fromisoformat(d) for d in payload.get("dates") or []],
+        pull_request_ids=payload.get("pull_request_ids") or [],
+    )
+
+
+def schedule_recent(now: dt.datetime | None = None, every_seconds: int = 900) -> int:
+    """The scheduled pass: once per `every_seconds` slot, recompute today and yesterday of
+    every organization with repositories (late events, and a row for each new day)."""
+    now = now or utcnow()
+    slot = int(now.timestamp()) // every_seconds
+    today = now.date()
+    org_ids = [
+        org_id for (org_id,) in Repository.select(Repository.organization).distinct().tuples()
+    ]
+    for org_id in org_ids:
         jobs.enqueue(
             RECOMPUTE_QUEUE,
-            {"organization_id": org_id, "date": day.isoformat(), "message_id": message_id},
-            dedupe_key=f"{org_id}:{day.isoformat()}",
+            {
+                "organization_id": org_id,
+                "dates": [(today - dt.timedelta(days=1)).isoformat(), today.isoformat()],
+            },
+            dedupe_key=f"scheduled:{org_id}:{slot}",
             organization=org_id,
+            rearm=False,
         )
+    return len(org_ids)
+
+
+_last_schedule = 0.0
+
+
+def recompute_batch(worker_id: str, limit: int = 10) -> int:
+    """The `recompute` worker: the scheduled pass when it is due, then queued jobs."""
+    global _last_schedule
+    every = Settings.from_env().metrics_schedule_seconds
+    if time.monotonic() - _last_schedule >= min(every, 60):
+        schedule_recent(every_seconds=every)  # idempotent per slot across workers
+        _last_schedule = time.monotonic()
+    return run_batch(RECOMPUTE_QUEUE, run_recompute_job, worker_id, limit)
