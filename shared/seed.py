@@ -1,8 +1,11 @@
 """Demo data for development and tests: `devmetrics db seed`.
 
 Idempotent: every row has a natural key (unique constraints, or a lookup for tables that
-have none), so a second run inserts nothing and changes nothing. The data set is anchored
-on fixed UTC days, never on "today", so it is the same whenever it is loaded.
+have none), so a second run inserts nothing and changes nothing. The activity is anchored
+on fixed UTC days, never on "today", so it is the same whenever it is loaded; the metrics
+are computed from it by the metrics engine (daily rows from the first seeded day to the
+day of loading, as the running service would keep them) and every pull request gets a
+heuristic AI review.
 """
 
 from __future__ import annotations
@@ -10,7 +13,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import secrets
-from collections import defaultdict
 from dataclasses import dataclass, field
 
 from peewee import chunked
@@ -18,19 +20,18 @@ from peewee import chunked
 from shared import crypto
 from shared.database import db
 from shared.models import (
-    AIReview,
     ApiKey,
     AuditLog,
     Commit,
-    DeveloperMetric,
+    Deployment,
     Issue,
+    IssueClosure,
     NotificationLog,
     NotificationRule,
     Organization,
     PullRequest,
     Repository,
-    RepositoryStats,
-    TeamMetric,
+    Review,
     User,
     UserOrganization,
 )
@@ -62,11 +63,12 @@ MEMBERSHIPS = [
 ]
 
 REPOSITORIES = [
-    # org, full_name, github_id, language, private, sensitivity
-    ("techcorp", "techcorp/api-server", 70001, "Python", True, "CONFIDENTIAL"),
-    ("techcorp", "techcorp/web-dashboard", 70002, "TypeScript", True, "INTERNAL"),
-    ("startup-inc", "startup-inc/mobile-app", 70003, "Kotlin", False, "PUBLIC"),
-]
+    # org, full_name, github_id, language, private, sensitivity, settings
+    ("techcorp", "techcorp/api-server", 70001, "Python", True, "CONFIDENTIAL", {}),
+    ("techcorp", "techcorp/web-dashboard", 70002, "TypeScript", True, "INTERNAL",
+     {"deployment_source": "merges"}),
+    ("startup-inc", "startup-inc/mobile-app", 70003, "Kotlin", False, "PUBLIC", {}),
+]  # fmt: skip
 
 COMMITS = [
     # repo, author, day index, hour, additions, deletions, files, branch, message
@@ -109,25 +111,20 @@ ISSUES = [
     ("techcorp/web-dashboard", 10, "charlie", "Chart colours for colour-blind users", "OPEN",
      ["accessibility", "enhancement"], (0, 10), None),
     ("startup-inc/mobile-app", 10, "charlie", "Crash on Android 14 start", "CLOSED",
-     ["bug", "p1"], (1, 7), (1, 16)),
+     ["bug", "incident", "p1"], (1, 7), (1, 16)),
 ]  # fmt: skip
 
-AI_REVIEWS = [
-    # repo, pr number, provider, model, score, level, summary, findings
-    ("techcorp/api-server", 1, "anthropic", "claude-sonnet", 72, "HIGH",
-     "Rate limiter changes authentication paths.",
-     [{"file": "api/limits.py", "line": 42, "severity": "high",
-       "message": "Limit keyed on a client-supplied header"}]),
-    ("techcorp/api-server", 2, "anthropic", "claude-sonnet", 35, "MEDIUM",
-     "Export streams user data; check access control.",
-     [{"file": "api/export.py", "line": 10, "severity": "medium",
-       "message": "No org scope on the export query"}]),
-    ("techcorp/web-dashboard", 1, "heuristic", None, 12, "LOW",
-     "Small UI change with tests.", []),
-    ("startup-inc/mobile-app", 1, "heuristic", None, 55, "MEDIUM",
-     "Large change touching nine files.",
-     [{"file": "app/Onboarding.kt", "line": 1, "severity": "medium",
-       "message": "300 lines added without tests"}]),
+# Who closed each closed issue (the sender of its `closed` event).
+CLOSERS = {("techcorp/api-server", 10): "bob", ("startup-inc/mobile-app", 10): "bob"}
+
+DEPLOYMENTS = [
+    # repo, environment, created (day, hour), state, finished (day, hour, minute)
+    ("techcorp/api-server", "production", (1, 10), "SUCCESS", (1, 10, 20)),
+    ("techcorp/api-server", "staging", (1, 12), "SUCCESS", (1, 12, 5)),
+    ("techcorp/api-server", "production", (1, 15), "FAILURE", (1, 15, 10)),
+    ("techcorp/api-server", "production", (1, 17), "SUCCESS", (1, 17, 30)),
+    ("startup-inc/mobile-app", "production", (0, 18), "SUCCESS", (0, 18, 30)),
+    ("startup-inc/mobile-app", "production", (1, 12), "SUCCESS", (1, 12, 40)),
 ]  # fmt: skip
 
 RULES = [
@@ -210,7 +207,7 @@ def seed() -> SeedReport:
         orgs = {o.slug: o for o in Organization.select()}
         repos = _seed_repositories(report, orgs)
         _seed_activity(report, users, repos)
-        _seed_metrics(report, users, orgs, repos)
+        _seed_metrics(report, orgs)
         _seed_notifications(report, users, orgs)
         _seed_security(report, users, orgs, repos)
     return report
@@ -274,13 +271,14 @@ def _seed_repositories(report: SeedReport, orgs) -> dict[str, Repository]:
                 "language": language,
                 "private": private,
                 "sensitivity": sensitivity,
+                "settings": settings,
                 # A fresh random secret is only stored when the row is new.
                 "webhook_secret_encrypted": crypto.encrypt(secrets.token_hex(20)),
                 "connected_at": at(0, 0),
                 "created_at": at(0, 0),
                 "updated_at": at(0, 0),
             }
-            for org, full_name, gid, language, private, sensitivity in REPOSITORIES
+            for org, full_name, gid, language, private, sensitivity, settings in REPOSITORIES
         ],
         report,
     )
@@ -336,12 +334,8 @@ def _seed_activity(report: SeedReport, users, repos) -> None:
                 "deletions": sum(c[5] for c in branch_commits),
                 "changed_files": sum(c[6] for c in branch_commits),
                 "commits_count": len(branch_commits),
-                "review_comments": 2 if reviewed else 0,
                 "created_at": at(*opened),
                 "ready_at": at(*opened),
-                "first_commit_at": min((at(c[2], c[3]) for c in branch_commits), default=None),
-                "first_review_at": at(*reviewed) if reviewed else None,
-                "approved_at": at(*reviewed) if reviewed and state == "MERGED" else None,
                 "merged_at": at(*ended) if state == "MERGED" else None,
                 "closed_at": at(*ended) if ended else None,
                 "merge_commit_sha": fake_sha(repo, "merge", number) if state == "MERGED" else None,
@@ -349,6 +343,34 @@ def _seed_activity(report: SeedReport, users, repos) -> None:
             }
         )
     _insert_ignore(PullRequest, rows, report)
+    pulls = {(p.repository.full_name, p.number): p for p in PullRequest.select().join(Repository)}
+    reviews = []
+    for repo, number, author, _t, state, _ref, _opened, reviewed, _ended in PULL_REQUESTS:
+        if reviewed:
+            reviewer = users[REVIEWERS[author]]
+            pr = pulls[(repo, number)]
+            when = at(*reviewed)
+            reviews += [
+                {"kind": "REVIEW_COMMENT", "github_id": pr.github_id * 10 + 1, "state": None,
+                 "submitted_at": when - dt.timedelta(minutes=20)},
+                {"kind": "REVIEW_COMMENT", "github_id": pr.github_id * 10 + 2, "state": None,
+                 "submitted_at": when - dt.timedelta(minutes=10)},
+                {"kind": "REVIEW", "github_id": pr.github_id * 10 + 3,
+                 "state": "APPROVED" if state == "MERGED" else "CHANGES_REQUESTED",
+                 "submitted_at": when},
+            ]  # fmt: skip
+            for row in reviews[-3:]:
+                row.update(
+                    pull_request=pr,
+                    organization=pr.organization_id,
+                    reviewer=reviewer,
+                    reviewer_login=reviewer.login,
+                )
+    _insert_ignore(Review, reviews, report)
+    from services.activity.processing import refresh_review_times  # as webhooks would
+
+    for pr in pulls.values():
+        refresh_review_times(pr)
     _insert_ignore(
         Issue,
         [
@@ -370,125 +392,54 @@ def _seed_activity(report: SeedReport, users, repos) -> None:
         ],
         report,
     )
-
-
-def _seed_metrics(report: SeedReport, users, orgs, repos) -> None:
-    """Daily figures derived from the seeded activity, so the numbers agree with the rows."""
-    org_of_repo = {name: r.organization_id for name, r in repos.items()}
-    dev = defaultdict(lambda: defaultdict(int))  # (user, org, date) -> counters
-    team = defaultdict(lambda: defaultdict(int))  # (org, date) -> counters
-    repo_day = defaultdict(lambda: defaultdict(int))  # (repo, date) -> counters
-    authors = defaultdict(set)  # (org, date) -> active developers
-    repo_authors = defaultdict(set)
-
-    def bump(repo, user, day, **counters):
-        org, date = org_of_repo[repo], DAYS[day]
-        for name, n in counters.items():
-            dev[(users[user].id, org, date)][name] += n
-            team[(org, date)][name] += n
-            repo_day[(repos[repo].id, date)][name] += n
-        authors[(org, date)].add(user)
-        repo_authors[(repos[repo].id, date)].add(user)
-
-    for repo, author, day, _h, adds, dels, _f, _b, _m in COMMITS:
-        bump(repo, author, day, commits=1, additions=adds, deletions=dels)
-    for repo, _n, author, _t, state, _ref, opened, reviewed, ended in PULL_REQUESTS:
-        bump(repo, author, opened[0], prs_opened=1)
-        if reviewed:
-            bump(repo, REVIEWERS[author], reviewed[0], reviews=1, review_comments=2)
-        if state == "MERGED":
-            bump(repo, author, ended[0], prs_merged=1)
-    for repo, _n, author, _t, _s, _l, opened, closed in ISSUES:
-        bump(repo, author, opened[0], issues_opened=1)
-        if closed:
-            bump(repo, author, closed[0], issues_closed=1)
-
-    merged_cycle = defaultdict(list)  # (org, date) -> cycle times of PRs merged that day
-    for repo, _n, _a, _t, state, head_ref, _o, _r, ended in PULL_REQUESTS:
-        if state == "MERGED":
-            first = min(at(c[2], c[3]) for c in COMMITS if c[0] == repo and c[7] == head_ref)
-            key = (org_of_repo[repo], DAYS[ended[0]])
-            merged_cycle[key].append((at(*ended) - first).total_seconds())
-
-    dev_fields = ("commits", "additions", "deletions", "prs_opened", "prs_merged")
+    issues = {(i.repository.full_name, i.number): i for i in Issue.select().join(Repository)}
     _insert_ignore(
-        DeveloperMetric,
+        IssueClosure,
         [
             {
-                "user": user,
-                "organization": org,
-                "date": date,
-                **{name: c.get(name, 0) for name in dev_fields},
-                "prs_reviewed": c.get("reviews", 0),
-                "reviews_given": c.get("reviews", 0),
-                "review_comments": c.get("review_comments", 0),
-                "issues_opened": c.get("issues_opened", 0),
-                "issues_closed": c.get("issues_closed", 0),
-                "computed_at": at(1, 23),
+                "issue": issues[(repo, number)],
+                "organization": repos[repo].organization_id,
+                "repository": repos[repo],
+                "closed_at": at(*closed),
+                "closer": users[CLOSERS[(repo, number)]],
+                "closer_login": CLOSERS[(repo, number)],
             }
-            for (user, org, date), c in sorted(dev.items())
-        ],
-        report,
-    )
-    team_fields = dev_fields + ("reviews", "review_comments", "issues_opened", "issues_closed")
-    _insert_ignore(
-        TeamMetric,
-        [
-            {
-                "organization": org,
-                "date": date,
-                "active_developers": len(authors[(org, date)]),
-                **{name: c.get(name, 0) for name in team_fields},
-                "cycle_time_median_s": _median(merged_cycle.get((org, date), [])),
-                "computed_at": at(1, 23),
-            }
-            for (org, date), c in sorted(team.items())
+            for repo, number, _a, _t, _s, _l, _o, closed in ISSUES
+            if closed
         ],
         report,
     )
     _insert_ignore(
-        RepositoryStats,
+        Deployment,
         [
             {
-                "repository": repo,
-                "organization": next(r.organization_id for r in repos.values() if r.id == repo),
-                "date": date,
-                "contributors": len(repo_authors[(repo, date)]),
-                **{name: c.get(name, 0) for name in team_fields},
-                "computed_at": at(1, 23),
+                "repository": repos[repo],
+                "organization": repos[repo].organization_id,
+                "github_id": repos[repo].github_id * 1000 + 500 + i,
+                "environment": environment,
+                "sha": fake_sha(repo, "deploy", i),
+                "ref": "main",
+                "creator_login": "github-actions[bot]",
+                "state": state,
+                "created_at": at(*created),
+                "status_at": at(*finished[:2]) + dt.timedelta(minutes=finished[2]),
+                "finished_at": at(*finished[:2]) + dt.timedelta(minutes=finished[2]),
             }
-            for (repo, date), c in sorted(repo_day.items())
-        ],
-        report,
-    )
-    pulls = {(p.repository.full_name, p.number): p for p in PullRequest.select().join(Repository)}
-    _insert_ignore(
-        AIReview,
-        [
-            {
-                "pull_request": pulls[(repo, number)],
-                "organization": org_of_repo[repo],
-                "head_sha": pulls[(repo, number)].head_sha,
-                "provider": provider,
-                "model": model,
-                "risk_score": score,
-                "risk_level": level,
-                "summary": summary,
-                "findings": findings,
-                "created_at": pulls[(repo, number)].created_at + dt.timedelta(minutes=5),
-            }
-            for repo, number, provider, model, score, level, summary, findings in AI_REVIEWS
+            for i, (repo, environment, created, state, finished) in enumerate(DEPLOYMENTS)
         ],
         report,
     )
 
 
-def _median(values: list[float]) -> float | None:
-    if not values:
-        return None
-    values = sorted(values)
-    mid = len(values) // 2
-    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+def _seed_metrics(report: SeedReport, orgs) -> None:
+    """Metrics and AI reviews come from the seeded activity, computed as the services
+    compute them (only when this run seeded something: a second run changes nothing)."""
+    if not sum(report.created.values()):
+        return
+    from services.metrics.engine import recompute_full
+
+    for org in orgs.values():
+        recompute_full(org.id, announce=False)
 
 
 def _seed_notifications(report: SeedReport, users, orgs) -> None:

@@ -91,15 +91,18 @@ def recompute_full(
     *,
     since: dt.date | None = None,
     progress: Callable[[int, int], None] | None = None,
+    announce: bool = True,
 ) -> Recomputed:
     """Rebuild everything: every repository's derived data, then every day from `since`
-    (default: the first activity) to today, a month per transaction."""
+    (default: the first activity) to today, a month per transaction. `announce=False`
+    keeps new incidents from alerting anyone (demo data)."""
     new_incidents = []
     with db.atomic():
         advisory_lock("metrics", organization_id)
         for repo in _repositories(organization_id, None):
             new_incidents += refresh_repository(repo).new_incidents
-        _announce(new_incidents)
+        if announce:
+            _announce(new_incidents)
     first, _ = daily.first_activity(organization_id)
     start = max(filter(None, [since, first]), default=None)
     if start is None:
