@@ -8,7 +8,7 @@ DEVMETRICS := $(BIN)/devmetrics
 TEST_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 
 .PHONY: install run up down test test-postgres test-sqlite lint format migrate migrate-status \
-        migration verify-schema db-check reset seed clean
+        migration verify-schema db-check reset seed clean browser
 
 $(STAMP): pyproject.toml requirements.lock
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "DevMetrics needs Python 3.11+, found " + sys.version.split()[0])'
@@ -48,11 +48,25 @@ test: install
 	$(MAKE) --no-print-directory test-postgres
 	$(MAKE) --no-print-directory test-sqlite
 
-test-postgres: install
+test-postgres: install browser
 	TEST_DATABASE_URL='$(TEST_DATABASE_URL)' $(BIN)/pytest $(PYTEST_ARGS)
 
-test-sqlite: install
+test-sqlite: install browser
 	TEST_DATABASE_URL='sqlite://' $(BIN)/pytest $(PYTEST_ARGS)
+
+# The dashboard's tests (tests/browser) drive Debian's chromium: installed here when missing
+# and possible (root with apt-get). Otherwise they skip saying why, except under CI=true,
+# where a missing browser fails.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Debian's chromium for the browser tests"; \
+	    { apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium >/dev/null; } \
+	      || [ -z "$$CI" ] || exit 1; \
+	  else \
+	    echo "chromium is missing and cannot be installed here (needs root and apt-get):" \
+	      "the browser tests will skip"; \
+	  fi; }
 
 lint: install
 	$(BIN)/ruff check .

@@ -46,6 +46,16 @@ def _float_env(env: dict, name: str, default: float) -> float:
         raise ConfigError(f"{name} must be a number, got {raw!r}") from None
 
 
+AI_REVIEW_PROVIDERS = ("heuristic", "llm")
+
+
+def _ai_review_provider(env: dict) -> str:
+    provider = (env.get("AI_REVIEW_PROVIDER") or "heuristic").strip().lower()
+    if provider not in AI_REVIEW_PROVIDERS:
+        raise ConfigError(f"AI_REVIEW_PROVIDER must be heuristic or llm, got {provider!r}")
+    return provider
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str = DEFAULT_DATABASE_URL
@@ -66,6 +76,14 @@ class Settings:
     github_timeout_seconds: float = 10.0
     session_days: int = 14
     cookie_secure: bool = False
+    metrics_schedule_seconds: int = 900  # the recompute of today and yesterday
+    # AI review of pull requests: "heuristic" (offline) or "llm" (an OpenAI-compatible API).
+    ai_review_provider: str = "heuristic"
+    ai_review_url: str = ""
+    ai_review_model: str = ""
+    ai_review_api_key: str = ""
+    ai_review_timeout_seconds: float = 30.0
+    ai_review_retries: int = 2
 
     @property
     def is_production(self) -> bool:
@@ -121,6 +139,13 @@ class Settings:
             github_redirect_uri=env.get("GITHUB_REDIRECT_URI") or None,
             github_timeout_seconds=_float_env(env, "GITHUB_TIMEOUT_SECONDS", 10.0),
             session_days=_int_env(env, "SESSION_DAYS", 14, minimum=1),
+            metrics_schedule_seconds=_int_env(env, "METRICS_SCHEDULE_SECONDS", 900, minimum=60),
+            ai_review_provider=_ai_review_provider(env),
+            ai_review_url=(env.get("AI_REVIEW_URL") or "").rstrip("/"),
+            ai_review_model=env.get("AI_REVIEW_MODEL") or "",
+            ai_review_api_key=env.get("AI_REVIEW_API_KEY") or "",
+            ai_review_timeout_seconds=_float_env(env, "AI_REVIEW_TIMEOUT_SECONDS", 30.0),
+            ai_review_retries=_int_env(env, "AI_REVIEW_RETRIES", 2),
             # Secure cookies need HTTPS: on by default in production only.
             cookie_secure=(env.get("COOKIE_SECURE") or str(environment == "production")).lower()
             in ("1", "true", "yes"),

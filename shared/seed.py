@@ -20,6 +20,7 @@ from peewee import chunked
 from shared import crypto
 from shared.database import db
 from shared.models import (
+    AIReview,
     ApiKey,
     AuditLog,
     Commit,
@@ -436,10 +437,12 @@ def _seed_metrics(report: SeedReport, orgs) -> None:
     compute them (only when this run seeded something: a second run changes nothing)."""
     if not sum(report.created.values()):
         return
+    from services.metrics.ai_review.logic import review_all
     from services.metrics.engine import recompute_full
 
     for org in orgs.values():
         recompute_full(org.id, announce=False)
+    report.add(AIReview._meta.table_name, review_all())
 
 
 def _seed_notifications(report: SeedReport, users, orgs) -> None:

@@ -27,6 +27,7 @@ WORKERS: dict[str, tuple[str, str | None]] = {
     "outbox": ("shared.outbox:deliver", "outbox"),
     "events": ("services.activity.processing:process_batch", None),
     "backfill": ("services.activity.backfill:run_job", "backfill"),
+    "ai_review": ("services.metrics.ai_review.logic:run_job", "ai_review"),
     "recompute": ("services.metrics.logic:recompute_batch", None),
 }
 

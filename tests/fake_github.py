@@ -320,6 +320,8 @@ def _resource_items(data: dict, resource: str):
     if len(parts) == 3 and parts[0] == "pulls" and parts[2] in ("reviews", "commits"):
         key = "reviews" if parts[2] == "reviews" else "pr_commits"
         return data.get(key, {}).get(int(parts[1]), [])
+    if len(parts) == 3 and parts[0] == "pulls" and parts[2] == "files":
+        return data.get("pr_files", {}).get(int(parts[1]), [])
     if len(parts) == 3 and parts[0] == "deployments" and parts[2] == "statuses":
         return data.get("statuses", {}).get(int(parts[1]), [])
     return None

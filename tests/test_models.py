@@ -69,11 +69,14 @@ def test_risk_score_is_checked_by_the_database(seeded):
 def test_every_org_scoped_row_names_its_organization():
     from shared.models import MODELS
 
-    # People and their sessions belong to no single org; events, jobs and audit entries
-    # may exist before (or after) their organization does.
+    # People, their sessions and sign-in links belong to no single org; events, jobs and
+    # audit entries may exist before (or after) their organization does; a pull request's
+    # commit list is part of that (org-scoped) pull request.
     unscoped = {
         "users",
         "sessions",
+        "login_links",
+        "pull_request_commits",
         "organizations",
         "audit_logs",
         "events",

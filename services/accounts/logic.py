@@ -13,11 +13,19 @@ import peewee as pw
 from shared import audit, crypto
 from shared.config import Settings
 from shared.database import db
-from shared.errors import Conflict, Forbidden, Invalid, NotFound, PlanLimitReached
+from shared.errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    Invalid,
+    NotFound,
+    PlanLimitReached,
+)
 from shared.github import GitHub
 from shared.models import (
     ApiKey,
     AuditLog,
+    LoginLink,
     Organization,
     Plan,
     Repository,
@@ -65,10 +73,13 @@ def sign_in_with_github(
 
     now = utcnow()
     with db.atomic():
-        user = User.get_or_none(User.github_id == profile["id"])
-        created = user is None
-        if created:
-            user = User(github_id=profile["id"], created_at=now)
+        user = User.get_or_none(User.github_id == profile["id"]) or User.get_or_none(
+            User.github_id.is_null() & (pw.fn.LOWER(User.login) == profile["login"].lower())
+        )  # a developer seen in activity (by login only) signing in for the first time
+        created = user is None or user.last_login_at is None
+        if user is None:
+            user = User(created_at=now)
+        user.github_id = profile["id"]
         user.login = profile["login"]
         user.name = profile.get("name")
         user.email = (profile.get("email") or "").lower() or None
@@ -95,6 +106,48 @@ def sign_in_with_github(
             metadata={"new_user": created, "session_id": session.id},
         )
     return SignIn(user, token, session, created)
+
+
+def sign_in_with_login_link(
+    token: str, *, ip=None, user_agent=None, settings: Settings | None = None
+) -> SignIn:
+    """Consume a one-time link made by `devmetrics login-link` (local use only): the link is
+    marked used in the same transaction that creates the session, so it works once."""
+    settings = settings or Settings.from_env()
+    if settings.is_production:
+        raise NotFound("login links are disabled in production")
+    now = utcnow()
+    digest = crypto.token_digest(token)
+    with db.atomic():
+        # The conditional UPDATE is the claim: of two concurrent uses only one matches a row.
+        claimed = (
+            LoginLink.update(used_at=now)
+            .where(
+                (LoginLink.token_digest == digest)
+                & LoginLink.used_at.is_null()
+                & (LoginLink.expires_at > now)
+            )
+            .execute()
+        )
+        if claimed != 1:
+            raise BadRequest("this sign-in link is unknown, already used or expired")
+        user = User.select().join(LoginLink).where(LoginLink.token_digest == digest).get()
+        session_token = crypto.new_session_token()
+        session = Session.create(
+            user=user,
+            token_digest=crypto.token_digest(session_token),
+            expires_at=now + dt.timedelta(days=settings.session_days),
+            ip=ip,
+            user_agent=user_agent,
+        )
+        audit.record(
+            "auth.signed_in",
+            actor_user=user.id,
+            target_type="user",
+            target_id=user.id,
+            metadata={"new_user": False, "session_id": session.id, "method": "login_link"},
+        )
+    return SignIn(user, session_token, session, False)
 
 
 def _create_personal_org(user: User) -> Organization:

@@ -72,6 +72,7 @@ class OrgSettingsSchema(Schema):
         ma.fields.String(validate=ma.validate.Length(min=1, max=255)),
         validate=ma.validate.Length(min=1, max=20),
     )
+    ai_review_provider = ma.fields.String(validate=ma.validate.OneOf(["heuristic", "llm"]))
 
     @ma.validates("timezone")
     def check_timezone(self, value, **kwargs):

@@ -1,14 +1,16 @@
 import hmac
+from urllib.parse import urlsplit
 
 from flask import after_this_request, current_app, g, redirect, request
 from flask.views import MethodView
 from flask_smorest import Blueprint, abort
+from marshmallow import fields
 
 from services.accounts import logic
 from services.accounts import schemas as s
 from shared import crypto
 from shared.models import Organization, Role
-from shared.web.api import PeeweePage
+from shared.web.api import PeeweePage, Schema
 from shared.web.auth import SESSION_COOKIE, bearer_token, internal_only, require
 
 OAUTH_STATE_COOKIE = "devmetrics_oauth_state"
@@ -121,6 +123,45 @@ class GitHubCallback(MethodView):
             return response
 
         return {"token": result.token, "expires_at": result.session.expires_at, "user": result.user}
+
+
+class LoginLinkArgsSchema(Schema):
+    next = fields.String(load_default=None, metadata={"description": "A DevMetrics page URL"})
+
+
+def _service_page(url: str | None) -> str:
+    """Where to send the browser after sign-in: a page of one of our services only (never
+    an open redirect); by default the metrics dashboard."""
+    urls = _settings().service_urls
+    if url is None:
+        return urls["metrics"] + "/dashboard"
+    target = urlsplit(url)
+    origins = {urlsplit(service_url)[:2] for service_url in urls.values()}
+    if target[:2] not in origins:
+        abort(422, message="next must be a DevMetrics page", errors={"next": ["not ours"]})
+    return url
+
+
+@auth.route("/login-link/<token>")
+class LoginLinkSignIn(MethodView):
+    @auth.doc(security=[], responses={"303": {"description": "Signed in: to `next`"}})
+    @auth.arguments(LoginLinkArgsSchema, location="query")
+    def get(self, args, token):
+        """Sign in with a one-time link from `devmetrics login-link` (not in production)."""
+        target = _service_page(args["next"])
+        result = logic.sign_in_with_login_link(
+            token,
+            ip=request.remote_addr,
+            user_agent=request.headers.get("User-Agent"),
+            settings=_settings(),
+        )
+        response = redirect(target, 303)
+        response.set_cookie(
+            SESSION_COOKIE, result.token, **_cookie_args(_settings().session_days * 86400)
+        )
+        response.headers["Cache-Control"] = "no-store"
+        response.headers["Referrer-Policy"] = "no-referrer"  # the used token stays here
+        return response
 
 
 @auth.route("/logout")

@@ -9,6 +9,8 @@ from shared.cli.backfill import backfill_cmd
 from shared.cli.db import db_group
 from shared.cli.events import events_group
 from shared.cli.keys import keys_group
+from shared.cli.login_link import login_link_cmd
+from shared.cli.metrics import metrics_group
 from shared.cli.worker import worker_cmd
 
 
@@ -23,3 +25,5 @@ main.add_command(worker_cmd)
 main.add_command(keys_group)
 main.add_command(events_group)
 main.add_command(backfill_cmd)
+main.add_command(metrics_group)
+main.add_command(login_link_cmd)

@@ -5,7 +5,7 @@ import requests
 
 from shared import jobs, outbox
 from shared.database import db
-from shared.models import InboxMessage, Job, Organization
+from shared.models import InboxMessage, Job, Organization, Repository
 from tests.helpers import INTERNAL_TOKEN, bound_to
 
 
@@ -18,7 +18,14 @@ def test_outbox_delivers_after_the_receiver_returns_exactly_once(stack):
                 message_id = outbox.publish(
                     "metrics",
                     "activity.changed",
-                    {"organization_id": org.id, "dates": ["2026-11-02", "2026-11-03"]},
+                    {
+                        "organization_id": org.id,
+                        "repository_id": Repository.get(
+                            Repository.full_name == "techcorp/api-server"
+                        ).id,
+                        "dates": ["2026-11-02", "2026-11-03"],
+                        "pull_request_ids": [],
+                    },
                     organization=org,
                 )
         first = stack.cli("worker", "outbox", "--once")
@@ -42,10 +49,10 @@ def test_outbox_delivers_after_the_receiver_returns_exactly_once(stack):
         assert (job.status, job.attempts) == ("DONE", 2)
         inbox = InboxMessage.select().where(InboxMessage.message_id == message_id)
         assert [(m.consumer, m.topic) for m in inbox] == [("metrics", "activity.changed")]
-        recompute = Job.select().where(Job.queue == "recompute", Job.organization == org.id)
-        # (Other tests on this shared stack may have queued other days of this org.)
-        keys = {j.dedupe_key for j in recompute}
-        assert {f"{org.id}:2026-11-02", f"{org.id}:2026-11-03"} <= keys
+        (recompute,) = Job.select().where(
+            Job.queue == "recompute", Job.dedupe_key == f"message:{message_id}"
+        )
+        assert recompute.payload["dates"] == ["2026-11-02", "2026-11-03"]
         pending_before = jobs.counts("recompute")
 
     # A redelivery of the same message (say its 200 was lost) changes nothing.
@@ -54,7 +61,7 @@ def test_outbox_delivers_after_the_receiver_returns_exactly_once(stack):
         json={
             "id": message_id,
             "topic": "activity.changed",
-            "payload": {"organization_id": org.id, "dates": ["2026-11-04"]},
+            "payload": {"organization_id": org.id, "repository_id": 1, "dates": ["2026-11-04"]},
         },
         headers={"Authorization": f"Bearer {INTERNAL_TOKEN}"},
         timeout=5,
