@@ -123,8 +123,10 @@ def make_migration(name: str) -> Path | None:
     # The template's long docstring of examples would repeat in every file: one line instead.
     code = re.sub(
         r'^"""Peewee migrations -- (\S+)\.py\.\n\nSome examples.*?\n"""\n',
-        lambda m: f'"""Migration {m.group(1)} (peewee-migrate; the operations it offers are listed '
-        'in\npeewee_migrate/template.py)."""\n',
+        lambda m: (
+            f'"""Migration {m.group(1)} (peewee-migrate; the operations it offers are listed '
+            'in\npeewee_migrate/template.py)."""\n'
+        ),
         code,
         count=1,
         flags=re.S,
