@@ -35,6 +35,11 @@ def migrate(migrator: Migrator, database: pw.Database, *, fake=False):
         features=pw.JSONField(default=dict))
 
     migrator.add_fields(
+        'reviews',
+
+        deleted_at=pw.DateTimeField(null=True))
+
+    migrator.add_fields(
         'repository_stats',
 
         open_prs=pw.IntegerField(default=0),
@@ -115,6 +120,8 @@ def rollback(migrator: Migrator, database: pw.Database, *, fake=False):
     migrator.remove_fields('team_metrics', 'open_prs', 'incidents_opened', 'incidents_resolved', 'coding_time_p90_s', 'pickup_time_p90_s', 'review_time_p90_s', 'deploy_time_p90_s')
 
     migrator.remove_fields('repository_stats', 'open_prs', 'open_issues')
+
+    migrator.remove_fields('reviews', 'deleted_at')
 
     migrator.remove_fields('ai_reviews', 'features')
 

@@ -453,7 +453,7 @@ def activity_listing(kind: str, organization, args: dict, *, can_see_restricted:
     query = model.select().where(model.organization == organization)
     repo_column = PullRequest.repository if model is Review else model.repository
     if model is Review:
-        query = query.join(PullRequest)
+        query = query.join(PullRequest).where(Review.deleted_at.is_null())  # no tombstones
     query = query.join(Repository, on=(repo_column == Repository.id))
     if not can_see_restricted:
         query = query.where(Repository.sensitivity != Sensitivity.RESTRICTED)

@@ -71,10 +71,16 @@ class Changes:
     def notify(self, repo: Repository, event_type: str, key: str, **data):
         """An event the notifications service matches against alert rules."""
         self.events[key] = {
-            "type": event_type, "organization_id": repo.organization_id, "key": key,
-            "data": {"repository": repo.full_name, "repository_id": repo.id,
-                     "sensitivity": str(repo.sensitivity), **data},
-        }  # fmt: skip
+            "type": event_type,
+            "organization_id": repo.organization_id,
+            "key": key,
+            "data": {
+                "repository": repo.full_name,
+                "repository_id": repo.id,
+                "sensitivity": str(repo.sensitivity),
+                **data,
+            },
+        }
 
     def touch(self, repo: Repository, *moments, pull_request: PullRequest | None = None):
         key = (repo.organization_id, repo.id)
@@ -247,7 +253,7 @@ def _pull_request_fields(repo: Repository, pr: dict) -> dict:
     elif pr.get("state") == "closed":
         state = PullRequestState.CLOSED
     else:
-        state = PullRequestState.OPEN
+        state = PullRequestState.OPEN  # a reopened PR's payload may keep its old closed_at
     return {
         "repository": repo.id,
         "organization": repo.organization_id,
@@ -269,16 +275,19 @@ def _pull_request_fields(repo: Repository, pr: dict) -> dict:
         "commits_count": pr.get("commits") or 0,
         "created_at": ts(pr.get("created_at")),
         "merged_at": ts(pr.get("merged_at")),
-        "closed_at": ts(pr.get("closed_at")),
+        "closed_at": ts(pr.get("closed_at")) if state != PullRequestState.OPEN else None,
         "merge_commit_sha": pr.get("merge_commit_sha"),
         "reverts_number": int(revert_of.group(1)) if revert_of else None,
         "updated_at": ts(pr.get("updated_at")) or ts(pr.get("created_at")),
     }
 
 
-def upsert_pull_request(repo: Repository, pr: dict, *, ready_at=None) -> PullRequest:
+def upsert_pull_request(
+    repo: Repository, pr: dict, changes: Changes, *, ready_at=None
+) -> PullRequest:
     """Create or update from a payload's pull_request; an older payload never overwrites a
-    newer one, and `ready_at` only ever moves earlier."""
+    newer one, and `ready_at` only ever moves earlier. The days the stored row counted on
+    are touched too: a moved or cleared time changes them."""
     fields = _pull_request_fields(repo, pr)
     existing = PullRequest.get_or_none(
         (PullRequest.repository == repo) & (PullRequest.number == fields["number"])
@@ -301,6 +310,7 @@ def upsert_pull_request(repo: Repository, pr: dict, *, ready_at=None) -> PullReq
     if ready_at is not None and (existing.ready_at is None or ready_at < existing.ready_at):
         updates["ready_at"] = ready_at
     if updates:
+        changes.touch(repo, existing.created_at, existing.merged_at, existing.closed_at)
         PullRequest.update(updates).where(PullRequest.id == existing.id).execute()
         existing = PullRequest.get_by_id(existing.id)
     return existing
@@ -309,9 +319,12 @@ def upsert_pull_request(repo: Repository, pr: dict, *, ready_at=None) -> PullReq
 def refresh_review_times(pr: PullRequest) -> None:
     """first_review_at / approved_at from the stored reviews by humans other than the author,
     and the comment counts from the stored comments."""
-    by_others = (Review.pull_request == pr.id) & (Review.reviewer_is_bot == False)  # noqa: E712
+    live = (Review.pull_request == pr.id) & Review.deleted_at.is_null()
+    by_others = live & (Review.reviewer_is_bot == False)  # noqa: E712
     if pr.author_login:
-        by_others &= Review.reviewer_login.is_null() | (Review.reviewer_login != pr.author_login)
+        by_others &= Review.reviewer_login.is_null() | (
+            pw.fn.LOWER(Review.reviewer_login) != pr.author_login.lower()
+        )
     first = (
         Review.select(pw.fn.MIN(Review.submitted_at))
         .where(by_others & (Review.kind != ReviewKind.ISSUE_COMMENT))
@@ -324,7 +337,7 @@ def refresh_review_times(pr: PullRequest) -> None:
     )
     counts = dict(
         Review.select(Review.kind, pw.fn.COUNT(Review.id))
-        .where(Review.pull_request == pr.id)
+        .where(live)
         .group_by(Review.kind)
         .tuples()
     )
@@ -343,9 +356,14 @@ def handle_pull_request(event: Event, repo: Repository, payload: dict, changes: 
         ready_at = ts(pr.get("created_at"))
     elif event.action == "ready_for_review":
         ready_at = ts(pr.get("updated_at"))
-    row = upsert_pull_request(repo, pr, ready_at=ready_at)
-    about = {"number": row.number, "title": row.title, "author": row.author_login,
-             "url": pr.get("html_url"), "pull_request_id": row.id}  # fmt: skip
+    row = upsert_pull_request(repo, pr, changes, ready_at=ready_at)
+    about = {
+        "number": row.number,
+        "title": row.title,
+        "author": row.author_login,
+        "url": pr.get("html_url"),
+        "pull_request_id": row.id,
+    }
     if event.action in REVIEWED_ACTIONS:
         changes.review(row)
     if event.action == "opened":
@@ -355,9 +373,13 @@ def handle_pull_request(event: Event, repo: Repository, payload: dict, changes: 
     elif event.action == "review_requested":
         reviewer = payload.get("requested_reviewer") or payload.get("requested_team") or {}
         who = reviewer.get("login") or reviewer.get("slug") or ""
-        changes.notify(repo, "pull_request.review_requested",
-                       f"pull_request.review_requested:{row.id}:{who}:{pr.get('updated_at')}",
-                       reviewer=who, **about)  # fmt: skip
+        changes.notify(
+            repo,
+            "pull_request.review_requested",
+            f"pull_request.review_requested:{row.id}:{who}:{pr.get('updated_at')}",
+            reviewer=who,
+            **about,
+        )
     changes.touch(repo, row.created_at, row.merged_at, row.closed_at, ready_at, pull_request=row)
 
 
@@ -387,7 +409,7 @@ def _upsert_review(repo, pr_row, kind, github_id, account, submitted_at, state=N
 
 def handle_review(event: Event, repo: Repository, payload: dict, changes: Changes):
     review = payload["review"]
-    pr_row = upsert_pull_request(repo, payload["pull_request"])
+    pr_row = upsert_pull_request(repo, payload["pull_request"], changes)
     submitted = ts(review.get("submitted_at"))
     if submitted is None:
         return  # a pending (unsubmitted) review
@@ -408,24 +430,26 @@ def handle_review(event: Event, repo: Repository, payload: dict, changes: Change
 
 def _record_comment(event, repo, pr_row, kind: ReviewKind, comment: dict, changes: Changes):
     """A review-thread or conversation comment added, edited or deleted."""
+    _upsert_review(
+        repo,
+        pr_row,
+        kind,
+        comment["id"],
+        comment.get("user"),
+        ts(comment.get("created_at")),
+        sha=comment.get("commit_id"),
+    )
     if event.action == "deleted":
-        Review.delete().where((Review.kind == kind) & (Review.github_id == comment["id"])).execute()
-    else:
-        _upsert_review(
-            repo,
-            pr_row,
-            kind,
-            comment["id"],
-            comment.get("user"),
-            ts(comment.get("created_at")),
-            sha=comment.get("commit_id"),
-        )
+        # A tombstone: an `edited` delivered after the deletion does not bring it back.
+        Review.update(deleted_at=ts(comment.get("updated_at")) or event.received_at).where(
+            (Review.kind == kind) & (Review.github_id == comment["id"])
+        ).execute()
     refresh_review_times(pr_row)
     changes.touch(repo, ts(comment.get("created_at")), pull_request=pr_row)
 
 
 def handle_review_comment(event: Event, repo: Repository, payload: dict, changes: Changes):
-    pr_row = upsert_pull_request(repo, payload["pull_request"])
+    pr_row = upsert_pull_request(repo, payload["pull_request"], changes)
     _record_comment(event, repo, pr_row, ReviewKind.REVIEW_COMMENT, payload["comment"], changes)
 
 
@@ -462,13 +486,15 @@ def handle_issues(event: Event, repo: Repository, payload: dict, changes: Change
             }
         ),
         "created_at": ts(issue.get("created_at")),
-        "closed_at": ts(issue.get("closed_at")),
+        # A reopened issue's payload keeps its earlier closed_at: open means not closed.
+        "closed_at": ts(issue.get("closed_at")) if issue.get("state") == "closed" else None,
         "updated_at": ts(issue.get("updated_at")) or ts(issue.get("created_at")),
     }
     existing = Issue.get_or_none((Issue.repository == repo) & (Issue.number == issue["number"]))
     if existing is None:
         Issue.insert(**fields).on_conflict_ignore().execute()
     elif fields["updated_at"] >= existing.updated_at:
+        changes.touch(repo, existing.created_at, existing.closed_at)  # the days it counted on
         Issue.update({k: v for k, v in fields.items() if k not in ("repository", "number")}).where(
             Issue.id == existing.id
         ).execute()

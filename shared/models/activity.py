@@ -217,6 +217,8 @@ class Review(BaseModel):
     state = pw.CharField(max_length=32, null=True)  # APPROVED, CHANGES_REQUESTED, COMMENTED...
     commit_sha = pw.CharField(max_length=64, null=True)
     submitted_at = UTCDateTimeField()
+    # A deleted comment is kept as a tombstone, so a late `edited` delivery cannot revive it.
+    deleted_at = UTCDateTimeField(null=True)
 
     class Meta:
         table_name = "reviews"

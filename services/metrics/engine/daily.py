@@ -235,7 +235,11 @@ def _pull_requests(org_id: int, period: Range, figures: Figures) -> None:
 def _reviews(org_id: int, period: Range, figures: Figures) -> None:
     day = day_of(Review.submitted_at)
     reviewer = pw.fn.LOWER(Review.reviewer_login)
-    human = (Review.organization == org_id) & (Review.reviewer_is_bot == False)  # noqa: E712
+    human = (
+        (Review.organization == org_id)
+        & (Review.reviewer_is_bot == False)  # noqa: E712
+        & Review.deleted_at.is_null()
+    )
     on_others = (
         PullRequest.author_login.is_null()
         | Review.reviewer_login.is_null()
