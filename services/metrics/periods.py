@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import peewee as pw
 from peewee import fn
 
+from services.metrics.engine.daily import DEVELOPER_COUNTERS, STAGES
 from shared.errors import NotFound
 from shared.models import (
     Commit,
@@ -40,7 +41,6 @@ GRANULARITIES = ("day", "week", "month")
 DAY_S = 86_400
 WEEK_S = 7 * DAY_S
 MONTH_S = 30 * DAY_S
-STAGES = ("coding", "pickup", "review", "deploy", "cycle")
 
 TEAM_COUNTERS = (
     "commits",
@@ -56,18 +56,6 @@ TEAM_COUNTERS = (
     "failed_deployments",
     "incidents_opened",
     "incidents_resolved",
-)
-DEVELOPER_COUNTERS = (
-    "commits",
-    "additions",
-    "deletions",
-    "prs_opened",
-    "prs_merged",
-    "prs_reviewed",
-    "reviews_given",
-    "review_comments",
-    "issues_opened",
-    "issues_closed",
 )
 REPOSITORY_COUNTERS = (
     "commits",

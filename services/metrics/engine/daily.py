@@ -31,14 +31,9 @@ from shared.models import (
 )
 from shared.sql import as_date, day_of, percentile, seconds_between
 
-STAGE_COLUMNS = {
-    "coding": "coding_s",
-    "pickup": "pickup_s",
-    "review": "review_s",
-    "deploy": "deploy_s",
-    "cycle": "cycle_s",
-}
-DEVELOPER_COUNTS = (
+# A pull request's stages, each stored in PullRequest.<stage>_s.
+STAGES = ("coding", "pickup", "review", "deploy", "cycle")
+DEVELOPER_COUNTERS = (
     "commits",
     "additions",
     "deletions",
@@ -382,8 +377,8 @@ def _medians(org_id: int, period: Range, figures: Figures) -> None:
     )
     day = day_of(PullRequest.merged_at)
     columns = []
-    for stage, column in STAGE_COLUMNS.items():
-        field = getattr(PullRequest, column)
+    for stage in STAGES:
+        field = getattr(PullRequest, f"{stage}_s")
         columns += [
             (f"{stage}_time_median_s", percentile(field, 0.5)),
             (f"{stage}_time_p90_s", percentile(field, 0.9)),
@@ -398,7 +393,7 @@ def _medians(org_id: int, period: Range, figures: Figures) -> None:
         PullRequest.select(
             day,
             PullRequest.author,
-            *[percentile(getattr(PullRequest, STAGE_COLUMNS[s]), 0.5) for s in developer_stages],
+            *[percentile(getattr(PullRequest, f"{s}_s"), 0.5) for s in developer_stages],
         )
         .where(merged & PullRequest.author.is_null(False))
         .group_by(day, PullRequest.author)
@@ -499,7 +494,7 @@ def write(org_id: int, start: dt.date, end: dt.date, figures: Figures) -> None:
                     )
                 )
     for (user_id, day), values in figures.developer.items():
-        if start <= day <= end and any(values.get(name) for name in DEVELOPER_COUNTS):
+        if start <= day <= end and any(values.get(name) for name in DEVELOPER_COUNTERS):
             developer_rows.append(
                 _row(
                     DeveloperMetric,
