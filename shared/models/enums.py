@@ -58,6 +58,7 @@ class Channel(StrEnum):
 
 class DeliveryStatus(StrEnum):
     PENDING = "PENDING"
+    SENDING = "SENDING"  # leased by a delivery worker (picked up again if it dies)
     SENT = "SENT"
     FAILED = "FAILED"
     DEAD = "DEAD"

@@ -20,6 +20,8 @@ class NotificationRule(BaseModel):
     secret_encrypted = pw.TextField(null=True)
     enabled = pw.BooleanField(default=True)
     cooldown_seconds = pw.IntegerField(default=0)
+    # Trigger parameters: stale `hours`; threshold `metric`, `scope`, `op`, `value`; digest `hour`.
+    params = pw.JSONField(default=dict)
     created_by = pw.ForeignKeyField(User, null=True, on_delete="SET NULL")
     created_at = UTCDateTimeField(default=utcnow)
     updated_at = UTCDateTimeField(default=utcnow)
@@ -42,7 +44,10 @@ class NotificationLog(BaseModel):
     last_error = pw.TextField(null=True)
     response_code = pw.IntegerField(null=True)
     next_attempt_at = UTCDateTimeField(null=True)
+    last_attempt_at = UTCDateTimeField(null=True)
     sent_at = UTCDateTimeField(null=True)
+    locked_by = pw.CharField(max_length=128, null=True)
+    locked_until = UTCDateTimeField(null=True)
     created_at = UTCDateTimeField(default=utcnow)
 
     class Meta:
