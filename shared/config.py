@@ -84,6 +84,19 @@ class Settings:
     ai_review_api_key: str = ""
     ai_review_timeout_seconds: float = 30.0
     ai_review_retries: int = 2
+    # Notification delivery (services/notifications/delivery.py).
+    dashboard_url: str = ""  # public base URL of the dashboard, for links in messages
+    smtp_host: str = ""
+    smtp_port: int = 587
+    smtp_user: str = ""
+    smtp_password: str = ""
+    smtp_from: str = "devmetrics@localhost"
+    notifications_allow_private_targets: bool = False  # http and private addresses: dev/tests
+    notifications_timeout_seconds: float = 10.0
+    notifications_max_attempts: int = 8
+    notifications_backoff_seconds: float = 30.0  # first retry; doubles per attempt, jittered
+    notifications_max_backoff_seconds: float = 3600.0
+    notifications_lease_seconds: int = 300
 
     @property
     def is_production(self) -> bool:
@@ -146,6 +159,25 @@ class Settings:
             ai_review_api_key=env.get("AI_REVIEW_API_KEY") or "",
             ai_review_timeout_seconds=_float_env(env, "AI_REVIEW_TIMEOUT_SECONDS", 30.0),
             ai_review_retries=_int_env(env, "AI_REVIEW_RETRIES", 2),
+            dashboard_url=(env.get("DASHBOARD_URL") or service_urls["metrics"]).rstrip("/"),
+            smtp_host=env.get("SMTP_HOST") or "",
+            smtp_port=_int_env(env, "SMTP_PORT", 587, minimum=1),
+            smtp_user=env.get("SMTP_USER") or "",
+            smtp_password=env.get("SMTP_PASSWORD") or "",
+            smtp_from=env.get("SMTP_FROM") or "devmetrics@localhost",
+            notifications_allow_private_targets=(
+                env.get("NOTIFICATIONS_ALLOW_PRIVATE_TARGETS") or ""
+            ).lower()
+            in ("1", "true", "yes"),
+            notifications_timeout_seconds=_float_env(env, "NOTIFICATIONS_TIMEOUT_SECONDS", 10.0),
+            notifications_max_attempts=_int_env(env, "NOTIFICATIONS_MAX_ATTEMPTS", 8, minimum=1),
+            notifications_backoff_seconds=_float_env(env, "NOTIFICATIONS_BACKOFF_SECONDS", 30.0),
+            notifications_max_backoff_seconds=_float_env(
+                env, "NOTIFICATIONS_MAX_BACKOFF_SECONDS", 3600.0
+            ),
+            notifications_lease_seconds=_int_env(
+                env, "NOTIFICATIONS_LEASE_SECONDS", 300, minimum=1
+            ),
             # Secure cookies need HTTPS: on by default in production only.
             cookie_secure=(env.get("COOKIE_SECURE") or str(environment == "production")).lower()
             in ("1", "true", "yes"),

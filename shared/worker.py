@@ -29,6 +29,8 @@ WORKERS: dict[str, tuple[str, str | None]] = {
     "backfill": ("services.activity.backfill:run_job", "backfill"),
     "ai_review": ("services.metrics.ai_review.logic:run_job", "ai_review"),
     "recompute": ("services.metrics.logic:recompute_batch", None),
+    "notify": ("services.notifications.delivery:deliver_batch", None),
+    "notify-schedule": ("services.notifications.schedule:schedule_batch", None),
 }
 
 

@@ -5,12 +5,12 @@ from shared.web.app import create_service_app
 
 
 def create_app(config=None):
-    from services.notifications.views import rules
+    from services.notifications.views import events, logs, rules
 
     return create_service_app(
         "notifications",
         config,
-        blueprints=[rules],
+        blueprints=[rules, logs, events],
         message_handlers={"event": logic.on_event},
         description="Alert rules; Slack, webhook and e-mail delivery; digests.",
     )

@@ -31,6 +31,20 @@ class MessageResultSchema(Schema):
     status = ma.fields.String(metadata={"description": "processed, or duplicate"})
 
 
+def apply_once(service: str, message_id: str, topic: str, handler, payload: dict) -> str:
+    """Run `handler(payload, message_id)` unless `service` already applied `message_id`:
+    "processed" or "duplicate". The id is recorded in the handler's transaction, so a
+    MessageRejected (or any error) from the handler records nothing."""
+    with db.atomic():
+        try:
+            with db.atomic():
+                InboxMessage.create(consumer=service, message_id=message_id, topic=topic)
+        except pw.IntegrityError:
+            return "duplicate"
+        handler(payload, message_id)
+    return "processed"
+
+
 def make_inbox_blueprint(service: str, handlers: dict[str, Callable[[dict, str], None]]):
     blp = Blueprint(
         f"{service}_inbox",
@@ -54,17 +68,11 @@ def make_inbox_blueprint(service: str, handlers: dict[str, Callable[[dict, str],
                     errors={"json": {"topic": [f"unknown topic; known: {sorted(handlers)}"]}},
                 )
             try:
-                with db.atomic():
-                    try:
-                        with db.atomic():
-                            InboxMessage.create(
-                                consumer=service, message_id=message["id"], topic=message["topic"]
-                            )
-                    except pw.IntegrityError:
-                        return {"id": message["id"], "status": "duplicate"}
-                    handler(message["payload"], message["id"])
+                status = apply_once(
+                    service, message["id"], message["topic"], handler, message["payload"]
+                )
             except MessageRejected as exc:
                 abort(422, message=str(exc), errors={"json": {"payload": [str(exc)]}})
-            return {"id": message["id"], "status": "processed"}
+            return {"id": message["id"], "status": status}
 
     return blp
