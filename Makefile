@@ -8,7 +8,7 @@ DEVMETRICS := $(BIN)/devmetrics
 TEST_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 
 .PHONY: install run up down test test-postgres test-sqlite lint format migrate migrate-status \
-        migration verify-schema db-check reset seed clean browser
+        migration verify-schema db-check reset seed clean browser studio
 
 $(STAMP): pyproject.toml requirements.lock
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "DevMetrics needs Python 3.11+, found " + sys.version.split()[0])'
@@ -97,6 +97,12 @@ reset: install
 
 seed: install
 	$(DEVMETRICS) db seed
+
+# The visual database browser on http://127.0.0.1:5555 (STUDIO_PASSWORD=... make studio).
+studio: install
+	$(DEVMETRICS) db migrate
+	$(DEVMETRICS) db seed --if-empty
+	$(DEVMETRICS) studio
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache devmetrics.db devmetrics.db-wal devmetrics.db-shm

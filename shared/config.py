@@ -36,6 +36,13 @@ def _int_env(env: dict, name: str, default: int, minimum: int = 0) -> int:
     return value
 
 
+def _bounded_int_env(env: dict, name: str, default: int, minimum: int, maximum: int) -> int:
+    value = _int_env(env, name, default, minimum=minimum)
+    if value > maximum:
+        raise ConfigError(f"{name} must be <= {maximum}, got {value}")
+    return value
+
+
 def _float_env(env: dict, name: str, default: float) -> float:
     raw = env.get(name)
     if raw in (None, ""):
@@ -47,6 +54,14 @@ def _float_env(env: dict, name: str, default: float) -> float:
 
 
 AI_REVIEW_PROVIDERS = ("heuristic", "llm")
+
+# Retention periods in days (minimum, maximum), for env settings and organization settings
+# alike (services/accounts/schemas.py OrgSettingsSchema validates the same ranges).
+RETENTION_BOUNDS = {
+    "events": (7, 3650),
+    "activity": (365, 3650),
+    "audit": (365, 2557),
+}
 
 
 def _ai_review_provider(env: dict) -> str:
@@ -97,6 +112,12 @@ class Settings:
     notifications_backoff_seconds: float = 30.0  # first retry; doubles per attempt, jittered
     notifications_max_backoff_seconds: float = 3600.0
     notifications_lease_seconds: int = 300
+    # Retention (shared/retention.py): defaults an organization's settings may override
+    # within the same bounds (RETENTION_BOUNDS); metric tables are kept forever.
+    retention_events_days: int = 90
+    retention_activity_days: int = 365
+    retention_audit_days: int = 365
+    retention_batch_size: int = 1000
 
     @property
     def is_production(self) -> bool:
@@ -178,6 +199,16 @@ class Settings:
             notifications_lease_seconds=_int_env(
                 env, "NOTIFICATIONS_LEASE_SECONDS", 300, minimum=1
             ),
+            retention_events_days=_bounded_int_env(
+                env, "RETENTION_EVENTS_DAYS", 90, *RETENTION_BOUNDS["events"]
+            ),
+            retention_activity_days=_bounded_int_env(
+                env, "RETENTION_ACTIVITY_DAYS", 365, *RETENTION_BOUNDS["activity"]
+            ),
+            retention_audit_days=_bounded_int_env(
+                env, "RETENTION_AUDIT_DAYS", 365, *RETENTION_BOUNDS["audit"]
+            ),
+            retention_batch_size=_bounded_int_env(env, "RETENTION_BATCH_SIZE", 1000, 1, 100_000),
             # Secure cookies need HTTPS: on by default in production only.
             cookie_secure=(env.get("COOKIE_SECURE") or str(environment == "production")).lower()
             in ("1", "true", "yes"),

@@ -123,6 +123,15 @@ def describe_database(database) -> dict[str, Table]:
     backend = backend_name(database)
     names = [t for t in database.get_tables() if t not in IGNORED_TABLES]
     if backend == "postgresql":
+        # A partitioned table (shared/partitions.py) is described by its parent alone.
+        partitions = {
+            r[0]
+            for r in database.execute_sql(
+                "SELECT relname FROM pg_class WHERE relispartition "
+                "AND relnamespace = current_schema()::regnamespace"
+            ).fetchall()
+        }
+        names = [t for t in names if t not in partitions]
         return {t: _describe_pg_table(database, t) for t in names}
     return {t: _describe_sqlite_table(database, t) for t in names}
 

@@ -31,6 +31,7 @@ WORKERS: dict[str, tuple[str, str | None]] = {
     "recompute": ("services.metrics.logic:recompute_batch", None),
     "notify": ("services.notifications.delivery:deliver_batch", None),
     "notify-schedule": ("services.notifications.schedule:schedule_batch", None),
+    "retention": ("shared.retention:scheduled_batch", None),
 }
 
 

@@ -10,6 +10,7 @@ from shared.models import (
     MODELS,
     Deployment,
     Event,
+    EventDelivery,
     InboxMessage,
     Incident,
     Issue,
@@ -82,6 +83,7 @@ def one_row_per_table(seeded):
         organization=repo.organization_id,
         payload={"ref": "refs/heads/main"},
     )
+    EventDelivery.create(delivery_id="72d3162e-cc78-11e3-81ab-4c9367dc0958", event_id=1)
     Job.create(queue="outbox", dedupe_key="m-1", payload={"topic": "t"})
     InboxMessage.create(consumer="metrics", message_id="m-1", topic="t")
     pr = PullRequest.select().first()
@@ -133,8 +135,8 @@ def one_row_per_table(seeded):
     ProductionDeployment.create(
         organization=repo.organization_id,
         repository=repo,
-        source="merge",
-        source_id=pr.id,
+        source="deployment",
+        source_id=999_999_001,  # the seed's own production deployments use real ids
         created_at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
         finished_at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
         succeeded=True,
@@ -187,6 +189,6 @@ def test_every_unique_constraint_is_covered():
     # The parametrized test above is generated from the models; make sure it saw them all.
     names = {f"{m._meta.table_name}({','.join(c)})" for m, c in UNIQUE_INDEXES}
     assert len(names) == len(UNIQUE_INDEXES) >= 24
-    assert "events(source,hook_id,delivery_id)" in names
+    assert "event_deliveries(source,hook_id,delivery_id)" in names
     assert "notification_logs(rule,event_key)" in names
     assert "ai_reviews(pull_request,head_sha,provider)" in names

@@ -70,8 +70,9 @@ def test_every_org_scoped_row_names_its_organization():
     from shared.models import MODELS
 
     # People, their sessions and sign-in links belong to no single org; events, jobs and
-    # audit entries may exist before (or after) their organization does; a pull request's
-    # commit list is part of that (org-scoped) pull request.
+    # audit entries may exist before (or after) their organization does (and so may the
+    # events' delivery dedupe); a pull request's commit list is part of that (org-scoped)
+    # pull request.
     unscoped = {
         "users",
         "sessions",
@@ -80,6 +81,7 @@ def test_every_org_scoped_row_names_its_organization():
         "organizations",
         "audit_logs",
         "events",
+        "event_deliveries",
         "jobs",
         "inbox_messages",
     }

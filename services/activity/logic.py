@@ -25,7 +25,7 @@ from shared.errors import (
     UpstreamError,
 )
 from shared.http import ServiceClient, ServiceUnavailable
-from shared.models import Event, EventStatus, Repository, Sensitivity, utcnow
+from shared.models import Event, EventDelivery, EventStatus, Repository, Sensitivity, utcnow
 
 # The X-GitHub-* headers kept with each event (the rest of the request is not needed).
 KEPT_HEADERS = (
@@ -357,6 +357,14 @@ def receive_webhook(raw: bytes, headers) -> Delivery:
                 headers=kept,
                 payload=payload,
                 status=EventStatus.PENDING,
+            )
+            # Unique across every partition of events: a redelivery fails here.
+            EventDelivery.create(
+                source=event.source,
+                hook_id=hook_id,
+                delivery_id=delivery_id,
+                event_id=event.id,
+                received_at=event.received_at,
             )
     except pw.IntegrityError:
         return Delivery(200, {"status": "duplicate", "delivery": delivery_id})

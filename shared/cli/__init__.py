@@ -11,6 +11,8 @@ from shared.cli.events import events_group
 from shared.cli.keys import keys_group
 from shared.cli.login_link import login_link_cmd
 from shared.cli.metrics import metrics_group
+from shared.cli.retention import retention_group
+from shared.cli.studio import studio_cmd
 from shared.cli.worker import worker_cmd
 
 
@@ -27,3 +29,5 @@ main.add_command(events_group)
 main.add_command(backfill_cmd)
 main.add_command(metrics_group)
 main.add_command(login_link_cmd)
+main.add_command(retention_group)
+main.add_command(studio_cmd)

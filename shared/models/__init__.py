@@ -9,6 +9,7 @@ from shared.models.activity import (
     Commit,
     Deployment,
     Event,
+    EventDelivery,
     Incident,
     Issue,
     IssueClosure,
@@ -61,6 +62,7 @@ MODELS = [
 # Infrastructure tables beyond the 16 of the product's schema.
 MODELS += [Job, InboxMessage, Session, Review, Deployment, Incident]
 MODELS += [PullRequestCommit, IssueClosure, ProductionDeployment, LoginLink]
+MODELS += [EventDelivery]
 
 __all__ = [m.__name__ for m in MODELS] + [
     "MODELS",

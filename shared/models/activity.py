@@ -39,13 +39,34 @@ class Event(BaseModel):
 
     class Meta:
         table_name = "events"
+        # Not unique: on PostgreSQL events is partitioned by month and a unique index must
+        # include received_at; EventDelivery holds the exact redelivery dedupe instead.
         indexes = (
-            (("source", "hook_id", "delivery_id"), True),
+            (("source", "hook_id", "delivery_id"), False),
             (("status", "received_at"), False),
             (("status", "next_attempt_at"), False),
             (("organization", "received_at"), False),
             (("repository", "received_at"), False),
             (("event_type", "received_at"), False),
+        )
+
+
+class EventDelivery(BaseModel):
+    """One row per stored webhook delivery, written with its Event: the redelivery dedupe,
+    exact across all of the event table's monthly partitions."""
+
+    source = pw.CharField(max_length=32, default="github")
+    hook_id = pw.CharField(max_length=32, default="")
+    delivery_id = pw.CharField(max_length=128)
+    # No foreign key: a key into a partitioned table would have to include received_at.
+    event_id = pw.IntegerField()
+    received_at = UTCDateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "event_deliveries"
+        indexes = (
+            (("source", "hook_id", "delivery_id"), True),
+            (("received_at",), False),
         )
 
 

@@ -1,0 +1,87 @@
+"""The Studio Flask app: one password (STUDIO_PASSWORD), a session cookie, every table."""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+
+from flask import Flask, redirect, render_template_string, request, session, url_for
+from flask_admin import Admin, AdminIndexView, expose
+
+from shared.database import db
+from shared.models import MODELS
+from shared.studio.views import StudioModelView, link_relations
+
+LOGIN_PAGE = """<!doctype html>
+<title>DevMetrics Studio: sign in</title>
+<h1>DevMetrics Studio</h1>
+{% if error %}<p role="alert">{{ error }}</p>{% endif %}
+<form method="post">
+  <label>Password <input type="password" name="password" autofocus></label>
+  <input type="hidden" name="csrf" value="{{ csrf }}">
+  <button type="submit">Sign in</button>
+</form>
+"""
+
+
+class StudioIndexView(AdminIndexView):
+    def is_accessible(self):
+        return bool(session.get("studio"))
+
+    def inaccessible_callback(self, name, **kwargs):
+        return redirect(url_for("studio_login", next=request.full_path))
+
+    @expose("/")
+    def index(self):
+        return redirect(url_for("organization.index_view"))
+
+
+def create_studio_app(password: str) -> Flask:
+    if not password:
+        raise ValueError("STUDIO_PASSWORD must be set")
+    app = Flask(__name__, template_folder="templates")
+    # A fresh key per process: restarting Studio signs everyone out, which is fine locally.
+    app.secret_key = secrets.token_bytes(32)
+    app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Strict")
+
+    @app.route("/login", methods=["GET", "POST"], endpoint="studio_login")
+    def login():
+        error = None
+        if request.method == "POST":
+            expected_csrf = session.pop("login_csrf", None)
+            given = request.form.get("password", "")
+            csrf_ok = expected_csrf and hmac.compare_digest(
+                expected_csrf, request.form.get("csrf", "")
+            )
+            if csrf_ok and hmac.compare_digest(given.encode(), password.encode()):
+                session.clear()
+                session["studio"] = True
+                target = request.args.get("next") or "/"
+                # Only paths on this site: "//host" would leave it.
+                local = target.startswith("/") and not target.startswith("//")
+                return redirect(target if local else "/")
+            error = "Wrong password."
+        session["login_csrf"] = secrets.token_urlsafe(16)
+        status = 401 if error else 200
+        return render_template_string(LOGIN_PAGE, error=error, csrf=session["login_csrf"]), status
+
+    @app.route("/logout", endpoint="studio_logout")
+    def logout():
+        session.clear()
+        return redirect(url_for("studio_login"))
+
+    @app.route("/favicon.ico")
+    def favicon():
+        return "", 204  # no icon; answering keeps browsers' consoles free of 404s
+
+    @app.teardown_request
+    def release_connection(exc):
+        if not db.is_closed() and not db.in_transaction():
+            db.close()
+
+    admin = Admin(app, name="DevMetrics Studio", url="/", index_view=StudioIndexView(url="/"))
+    views = [StudioModelView(model, name=model.__name__) for model in MODELS]
+    for view in views:
+        admin.add_view(view)
+    link_relations(views)
+    return app
