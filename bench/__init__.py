@@ -1,0 +1,1 @@
+"""DevMetrics benchmarks: `make bench` (full sizes) and `make bench-quick` (a smoke run)."""
