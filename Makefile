@@ -8,7 +8,8 @@ DEVMETRICS := $(BIN)/devmetrics
 TEST_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 
 .PHONY: install run up down test test-postgres test-sqlite lint format migrate migrate-status \
-        migration verify-schema db-check reset seed clean browser studio
+        migration verify-schema db-check reset seed clean browser studio bench bench-quick \
+        bench-tools
 
 $(STAMP): pyproject.toml requirements.lock
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "DevMetrics needs Python 3.11+, found " + sys.version.split()[0])'
@@ -47,6 +48,7 @@ down:
 test: install
 	$(MAKE) --no-print-directory test-postgres
 	$(MAKE) --no-print-directory test-sqlite
+	$(MAKE) --no-print-directory bench-quick
 
 test-postgres: install browser
 	TEST_DATABASE_URL='$(TEST_DATABASE_URL)' $(BIN)/pytest $(PYTEST_ARGS)
@@ -66,6 +68,29 @@ browser:
 	  else \
 	    echo "chromium is missing and cannot be installed here (needs root and apt-get):" \
 	      "the browser tests will skip"; \
+	  fi; }
+
+# Benchmarks on PostgreSQL (BENCH_DATABASE_URL, default the test server): `bench` at the
+# issue's sizes writes bench/results/ and fails when a bar is missed; `bench-quick` runs every
+# script at small sizes (a smoke check, part of `make test`) into bench/results-quick/.
+BENCH_DATABASE_URL ?= $(TEST_DATABASE_URL)
+
+bench: install bench-tools
+	BENCH_DATABASE_URL='$(BENCH_DATABASE_URL)' $(BIN)/python -m bench.run $(BENCH_ARGS)
+
+bench-quick: install bench-tools
+	BENCH_DATABASE_URL='$(BENCH_DATABASE_URL)' BENCH_RESULTS_DIR=bench/results-quick \
+	  $(BIN)/python -m bench.run --quick $(BENCH_ARGS)
+
+# wrk (Debian) generates the webhook load: installed here when missing and possible.
+bench-tools:
+	@command -v wrk >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Debian's wrk for the benchmarks"; \
+	    { apt-get update -qq && apt-get install -y -qq --no-install-recommends wrk >/dev/null; } \
+	      || exit 1; \
+	  else \
+	    echo "wrk is missing and cannot be installed here (needs root and apt-get)"; exit 1; \
 	  fi; }
 
 lint: install

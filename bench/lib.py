@@ -26,7 +26,6 @@ from urllib.parse import urlparse, urlunparse
 import psycopg2
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = Path(os.environ.get("BENCH_RESULTS_DIR", ROOT / "bench" / "results"))
 SHARED = ROOT.parent / "shared"  # the team's reference payloads, beside the checkout
 WEBHOOKS = SHARED / "github-webhooks"
 SERVER_URL = os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -35,6 +34,13 @@ SERVER_URL = os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0
 def quick() -> bool:
     """Small sizes: a smoke check that the scripts still run (`make bench-quick`)."""
     return os.environ.get("BENCH_QUICK", "") not in ("", "0", "false") or "--quick" in sys.argv
+
+
+# Quick runs never overwrite the full results the README quotes.
+RESULTS = Path(
+    os.environ.get("BENCH_RESULTS_DIR")
+    or ROOT / "bench" / ("results-quick" if quick() else "results")
+)
 
 
 def size(full: int, small: int) -> int:
@@ -236,3 +242,16 @@ def machine() -> dict:
         "postgresql": pg,
         "kernel": platform.release(),
     }
+
+
+def clone_database(url: str, label: str) -> str:
+    """A copy of the database at `url` (CREATE DATABASE ... TEMPLATE: a file copy, far faster
+    than rebuilding it), so each repeat of a benchmark starts from the same data. Nothing may
+    be connected to `url` meanwhile. Drop it with drop_database."""
+    name = f"devmetrics_bench_{label}_{uuid.uuid4().hex[:8]}"
+    source = urlparse(url).path.lstrip("/")
+    conn = _admin()
+    with conn.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}" TEMPLATE "{source}"')
+    conn.close()
+    return urlunparse(urlparse(SERVER_URL)._replace(path=f"/{name}"))

@@ -64,6 +64,20 @@ RETENTION_BOUNDS = {
 }
 
 
+def _rate_limit_env(env: dict, name: str, default: str) -> str:
+    """A rate limit such as `600 per minute` or `10/second;100/hour` (the `limits` notation)."""
+    from limits import parse_many
+
+    value = (env.get(name) or default).strip()
+    try:
+        parse_many(value)
+    except ValueError:
+        raise ConfigError(
+            f"{name} must be a rate such as '600 per minute', got {value!r}"
+        ) from None
+    return value
+
+
 def _ai_review_provider(env: dict) -> str:
     provider = (env.get("AI_REVIEW_PROVIDER") or "heuristic").strip().lower()
     if provider not in AI_REVIEW_PROVIDERS:
@@ -91,6 +105,13 @@ class Settings:
     github_timeout_seconds: float = 10.0
     session_days: int = 14
     cookie_secure: bool = False
+    # Rate limits (shared/web/limits.py), in the `limits` notation. Counted per process with
+    # the default in-memory storage; `redis://...` shares the counts between workers.
+    rate_limit_enabled: bool = True
+    rate_limit_api: str = "600 per minute"  # per API key or session on /api/...
+    rate_limit_sign_in: str = "30 per minute"  # per client IP on the sign-in routes
+    rate_limit_webhook_failures: str = "30 per minute"  # per client IP, bad signatures only
+    rate_limit_storage_uri: str = "memory://"
     metrics_schedule_seconds: int = 900  # the recompute of today and yesterday
     # AI review of pull requests: "heuristic" (offline) or "llm" (an OpenAI-compatible API).
     ai_review_provider: str = "heuristic"
@@ -209,7 +230,15 @@ class Settings:
                 env, "RETENTION_AUDIT_DAYS", 365, *RETENTION_BOUNDS["audit"]
             ),
             retention_batch_size=_bounded_int_env(env, "RETENTION_BATCH_SIZE", 1000, 1, 100_000),
-            # Secure cookies need HTTPS: on by default in production only.
-            cookie_secure=(env.get("COOKIE_SECURE") or str(environment == "production")).lower()
+            # Secure cookies need HTTPS: on by default everywhere but development.
+            cookie_secure=(env.get("COOKIE_SECURE") or str(environment != "development")).lower()
             in ("1", "true", "yes"),
+            rate_limit_enabled=(env.get("RATE_LIMIT_ENABLED") or "true").lower()
+            in ("1", "true", "yes"),
+            rate_limit_api=_rate_limit_env(env, "RATE_LIMIT_API", "600 per minute"),
+            rate_limit_sign_in=_rate_limit_env(env, "RATE_LIMIT_SIGN_IN", "30 per minute"),
+            rate_limit_webhook_failures=_rate_limit_env(
+                env, "RATE_LIMIT_WEBHOOK_FAILURES", "30 per minute"
+            ),
+            rate_limit_storage_uri=env.get("RATE_LIMIT_STORAGE_URI") or "memory://",
         )

@@ -43,12 +43,41 @@ class PostgresPool(PooledPostgresqlDatabase):
     def __init__(self, database, min_connections=1, **kwargs):
         self._min_connections = min_connections
         self._owner_pid = os.getpid()
+        self._returned_at: dict[int, float] = {}  # conn key -> monotonic time of check-in
         super().__init__(database, **kwargs)
 
     def _forget_inherited(self):
         if self._owner_pid != os.getpid():
-            self._connections, self._in_use = [], {}
+            self._connections, self._in_use, self._returned_at = [], {}, {}
             self._owner_pid = os.getpid()
+
+    # Checking a connection out, peewee pings it (`SELECT 1`): a round trip per request. One
+    # returned to the pool less than PING_AFTER_IDLE_SECONDS ago, idle and not known closed,
+    # is handed out without it. Should it have died all the same, the request's own query
+    # fails (OperationalError -> 503) and, its state now unknown, the connection is closed
+    # at check-in rather than pooled again (peewee's `_can_reuse`).
+    PING_AFTER_IDLE_SECONDS = 1.0
+
+    def _close(self, conn, close_conn=False):
+        with self._pool_lock:
+            key = self.conn_key(conn)
+            returning = not close_conn and key in self._in_use
+            super()._close(conn, close_conn)
+            if returning and not conn.closed:  # back in the idle heap
+                self._returned_at[key] = time.monotonic()
+            else:
+                self._returned_at.pop(key, None)
+
+    def _is_closed(self, conn):
+        returned_at = self._returned_at.pop(self.conn_key(conn), None)
+        if (
+            returned_at is not None
+            and time.monotonic() - returned_at < self.PING_AFTER_IDLE_SECONDS
+            and not conn.closed
+            and self._adapter.txn_status(conn) == self._adapter.txn_idle
+        ):
+            return False
+        return super()._is_closed(conn)
 
     def _connect(self):
         with self._pool_lock:
@@ -110,6 +139,15 @@ def open_database(url: str, pool_min: int = 1, pool_max: int = 10) -> peewee.Dat
             f"DATABASE_URL {redact_url(url)!r} names no database (add /name after the host)"
         )
     kwargs.setdefault("connect_timeout", 5)
+    # A connection whose peer vanished without a reset (a network black hole) must not hang
+    # a request thread forever, nor leave a session idle in a transaction holding locks:
+    # TCP keepalives notice the dead peer within about a minute, and the server ends a
+    # transaction left idle for a minute. Both can be overridden in DATABASE_URL's query.
+    kwargs.setdefault("keepalives", 1)
+    kwargs.setdefault("keepalives_idle", 30)
+    kwargs.setdefault("keepalives_interval", 10)
+    kwargs.setdefault("keepalives_count", 3)
+    kwargs.setdefault("options", "-c idle_in_transaction_session_timeout=60000")
     return PostgresPool(
         name,
         min_connections=pool_min,

@@ -19,6 +19,20 @@ DEFAULT_LEASE_SECONDS = 60
 MAX_BACKOFF_SECONDS = 15 * 60
 
 
+def job_row(queue, payload, dedupe_key=None, organization=None, run_at=None, max_attempts=10):
+    """The columns of a new PENDING job (for enqueue, and for bulk inserts of new jobs)."""
+    return {
+        "queue": queue,
+        "dedupe_key": dedupe_key,
+        "payload": payload,
+        "organization": organization,
+        "status": JobStatus.PENDING,
+        "attempts": 0,
+        "max_attempts": max_attempts,
+        "run_at": run_at or utcnow(),
+    }
+
+
 def enqueue(
     queue: str,
     payload: dict,
@@ -32,16 +46,7 @@ def enqueue(
     """Add a job. With a dedupe_key, an existing job of that key is re-armed instead (so a
     burst of changes costs one run, and a change during a run still causes another one),
     or, with `rearm=False`, left as it is (a job that must run once per key)."""
-    row = {
-        "queue": queue,
-        "dedupe_key": dedupe_key,
-        "payload": payload,
-        "organization": organization,
-        "status": JobStatus.PENDING,
-        "attempts": 0,
-        "max_attempts": max_attempts,
-        "run_at": run_at or utcnow(),
-    }
+    row = job_row(queue, payload, dedupe_key, organization, run_at, max_attempts)
     query = Job.insert(**row)
     if dedupe_key is not None and not rearm:
         query = query.on_conflict_ignore()
@@ -122,6 +127,22 @@ def complete(job: Job) -> bool:
     with db.atomic():
         return bool(
             Job.update(status=JobStatus.DONE, finished_at=utcnow(), locked_until=None)
+            .where(_owned(job))
+            .execute()
+        )
+
+
+def release(job: Job) -> bool:
+    """Give a leased job back unstarted (its worker is stopping): due again at once, and
+    the attempt it was leased with does not count."""
+    with db.atomic():
+        return bool(
+            Job.update(
+                status=JobStatus.PENDING,
+                locked_by=None,
+                locked_until=None,
+                attempts=Job.attempts - 1,
+            )
             .where(_owned(job))
             .execute()
         )

@@ -55,6 +55,14 @@ def day_of(expr):
     return pw.fn.date(expr).coerce(False)  # text, not parsed as the column's datetime
 
 
+def least(a, b):
+    """The smaller of two values, NULLs left out (NULL only when both are)."""
+    if is_postgres():
+        return pw.fn.LEAST(a, b)
+    # SQLite's two-argument MIN() is NULL when either is.
+    return pw.fn.COALESCE(pw.Case(None, [(b < a, b)], a), b)
+
+
 def distinct_from(a, b):
     """Null-safe inequality (`IS DISTINCT FROM`)."""
     return pw.Expression(a, "IS DISTINCT FROM" if is_postgres() else "IS NOT", b)
@@ -132,3 +140,11 @@ def advisory_lock(namespace: str, key: int) -> None:
     transactions that write are serialized already)."""
     if is_postgres():
         db.execute_sql("SELECT pg_advisory_xact_lock(hashtext(%s), %s)", (namespace, key))
+
+
+def without_jit() -> None:
+    """Until the transaction ends, no JIT compilation (PostgreSQL). The metric queries are
+    many short correlated lookups whose estimated cost looks large: compiling each took
+    longer (0.2-0.7 s) than running it."""
+    if is_postgres():
+        db.execute_sql("SET LOCAL jit = off")

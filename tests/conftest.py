@@ -21,10 +21,15 @@ import pytest
 
 from shared import migrations
 from shared.database import db, open_database
+from tests.reliability import report as suite_report
 
 # One fixed encryption key for the whole run (in-process and every subprocess), so no
 # test writes a development key file into the checkout.
 os.environ.setdefault("DEVMETRICS_ENCRYPTION_KEYS", "yLDBLddG1lAb9X2dsV_Q1ngzVu9mQHN6lMGeFfTvNSQ=")
+# Rate limits out of the way of tests that send many requests (every service inherits these);
+# tests/security/test_rate_limits.py starts services with low ones to prove them.
+for _limit in ("RATE_LIMIT_API", "RATE_LIMIT_SIGN_IN", "RATE_LIMIT_WEBHOOK_FAILURES"):
+    os.environ.setdefault(_limit, "1000000 per minute")
 
 ROOT = Path(__file__).resolve().parent.parent
 DEVMETRICS = Path(sys.executable).with_name("devmetrics")
@@ -49,6 +54,23 @@ def pytest_sessionstart(session):
 
 def pytest_report_header(config):
     return f"database backend: {BACKEND} ({TEST_DATABASE_URL})"
+
+
+def pytest_configure(config):
+    # The reliability and security suite's table is printed at the end of every run that
+    # includes it (the report script sets its own file; otherwise one for this run).
+    if not os.environ.get(suite_report.REPORT_ENV):
+        path = Path(config.rootpath) / "test-output" / f"suite-report-{os.getpid()}.jsonl"
+        path.parent.mkdir(exist_ok=True)
+        path.unlink(missing_ok=True)
+        os.environ[suite_report.REPORT_ENV] = str(path)
+
+
+def pytest_terminal_summary(terminalreporter):
+    rows = suite_report.read(os.environ.get(suite_report.REPORT_ENV, ""))
+    if rows:
+        terminalreporter.section(f"reliability and security report ({BACKEND})")
+        terminalreporter.write_line(suite_report.table(rows))
 
 
 def pytest_collection_modifyitems(config, items):

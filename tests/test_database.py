@@ -60,6 +60,23 @@ def test_postgres_pool_keeps_min_connections_and_url_parameters_reach_the_driver
     database.close_all()
 
 
+@pytest.mark.postgres_only
+def test_postgres_connections_detect_dead_peers_and_end_idle_transactions(fresh_database_url):
+    database = open_database(fresh_database_url, 1, 2)
+    database.connect()
+    show = lambda name: database.execute_sql(f"SHOW {name}").fetchone()[0]  # noqa: E731
+    assert show("idle_in_transaction_session_timeout") == "1min"
+    client = database.connection().info.dsn_parameters  # the client side's TCP keepalives
+    assert (client["keepalives_idle"], client["keepalives_count"]) == ("30", "3")
+    database.close_all()
+    # The URL's own settings win over the defaults.
+    custom = open_database(fresh_database_url + "?keepalives_idle=5&options=-c%20work_mem=8MB")
+    custom.connect()
+    assert custom.execute_sql("SHOW work_mem").fetchone()[0] == "8MB"
+    assert custom.connection().info.dsn_parameters["keepalives_idle"] == "5"
+    custom.close_all()
+
+
 @pytest.mark.parametrize(
     "url,message",
     [

@@ -34,11 +34,13 @@ import datetime as dt
 import pytest
 
 from services.metrics import engine
+from services.metrics.engine import derive
 from shared.models import (
     DeveloperMetric,
     Incident,
     ProductionDeployment,
     PullRequest,
+    Repository,
     RepositoryStats,
     TeamMetric,
     User,
@@ -456,3 +458,17 @@ def test_incremental_recompute_equals_full_recompute(tx):
         model.delete().execute()
     engine.recompute_full(history.org.id)
     assert _dump() == incremental
+
+
+def test_a_refresh_after_a_full_recompute_touches_no_day(tx):
+    """Derived values compare equal to what is stored (PostgreSQL keeps stages as `real`), so
+    an unchanged history re-dates nothing and an incremental job stays incremental."""
+    history = build(History())
+    # Sub-second times give stage durations that a float4 cannot hold exactly.
+    for pr in PullRequest.select().where(PullRequest.merged_at.is_null(False)):
+        pr.merged_at += dt.timedelta(microseconds=123_457)
+        pr.save()
+    engine.recompute_full(history.org.id)
+    for repo in Repository.select().where(Repository.organization == history.org):
+        derived = derive.refresh_repository(repo)
+        assert (derived.days, derived.new_incidents) == (set(), []), repo.full_name

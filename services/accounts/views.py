@@ -102,7 +102,8 @@ class GitHubCallback(MethodView):
             expected = None
         if expected is None:
             abort(400, message="sign-in state missing or expired: start again")
-        if not hmac.compare_digest(expected, args["state"]):
+        # bytes: compare_digest refuses str with non-ASCII characters (a TypeError, a 500)
+        if not hmac.compare_digest(expected.encode(), args["state"].encode()):
             abort(400, message="sign-in state does not match this browser: start again")
         result = logic.sign_in_with_github(
             args["code"],
@@ -312,6 +313,7 @@ class ApiKeyDetail(MethodView):
     def delete(self, org, key_id):
         """Revoke a key (it stops working within seconds everywhere)."""
         logic.revoke_api_key(g.org, key_id)
+        current_app.extensions["devmetrics"]["resolve_token"].forget_api_key(key_id)
 
 
 # Audit --------------------------------------------------------------------------------

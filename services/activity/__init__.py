@@ -5,10 +5,16 @@ from shared.web.app import create_service_app
 
 def create_app(config=None):
     from services.activity.views import activity, repositories, webhooks
+    from services.activity.webhook_wsgi import WebhookFastPath
 
-    return create_service_app(
+    app = create_service_app(
         "activity",
         config,
         blueprints=[repositories, activity, webhooks],
         description="Repositories, GitHub webhooks and the activity they become.",
     )
+    # `POST /webhooks/github` answered by a lean WSGI layer (same logic and answers as the
+    # view, a fraction of the framework cost); WEBHOOK_FAST_PATH=False leaves it to Flask.
+    if app.config.get("WEBHOOK_FAST_PATH", True):
+        app.wsgi_app = WebhookFastPath(app.wsgi_app, app)
+    return app

@@ -8,6 +8,7 @@ import json
 import os
 import secrets
 from dataclasses import dataclass
+from functools import lru_cache
 from urllib.parse import parse_qs
 
 import peewee as pw
@@ -26,6 +27,7 @@ from shared.errors import (
 )
 from shared.http import ServiceClient, ServiceUnavailable
 from shared.models import Event, EventDelivery, EventStatus, Repository, Sensitivity, utcnow
+from shared.sql import is_postgres
 
 # The X-GitHub-* headers kept with each event (the rest of the request is not needed).
 KEPT_HEADERS = (
@@ -249,13 +251,26 @@ class Delivery:
     body: dict
 
 
+def _key_source() -> tuple:
+    return (os.environ.get("DEVMETRICS_ENCRYPTION_KEYS"), os.environ.get("DEVMETRICS_KEY_FILE"))
+
+
+@lru_cache(maxsize=1024)
+def _webhook_secret(ciphertext: str, key_source: tuple) -> str:
+    """A repository's secret, decrypted once per ciphertext and key set (hot path: building
+    the key set from the environment costs more than the rest of the check). A rotated
+    secret is a new ciphertext, so it is never served stale."""
+    return crypto.decrypt(ciphertext)
+
+
 def _signature_ok(raw: bytes, header: str, secrets_: list[str]) -> bool:
     scheme, _, digest = header.partition("=")
     if scheme != "sha256" or not digest:
         return False
     for secret in secrets_:
         expected = hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest()
-        if hmac.compare_digest(expected, digest.strip().lower()):
+        # bytes: compare_digest raises TypeError on str with non-ASCII (header) characters
+        if hmac.compare_digest(expected.encode(), digest.strip().lower().encode()):
             return True
     return False
 
@@ -283,7 +298,17 @@ def parse_body(raw: bytes, content_type: str) -> dict:
         raise BadRequest(f"malformed body: {type(exc).__name__}") from None
     if not isinstance(payload, dict):
         raise BadRequest("the payload must be a JSON object")
-    return _without_nul(payload)
+    # A `\ud800`-style escape can decode to a lone surrogate, which is not UTF-8 and cannot
+    # be stored or even queried with: refuse it (the substring test keeps this off the
+    # common path).
+    if "\\ud" in text.lower():
+        try:
+            json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise BadRequest("malformed body: a lone surrogate escape (not UTF-8)") from None
+    # JSON strings cannot hold a raw NUL (json.loads refuses control characters), only the
+    # escape `\u0000`: without it in the text, skip walking the whole payload (hot path).
+    return _without_nul(payload) if "\\u0000" in text else payload
 
 
 def _without_nul(value):
@@ -297,12 +322,57 @@ def _without_nul(value):
     return value
 
 
+@dataclass(frozen=True)
+class KnownRepository:
+    """What intake needs of a connected repository: cached per process (see
+    `_known_repositories`), and re-checked against its row by the storing statement."""
+
+    id: int
+    organization_id: int
+    github_id: int | None
+    is_active: bool
+    webhook_secret_encrypted: str | None
+
+
+# github_id -> KnownRepository, this process only (PostgreSQL intake). Never trusted on its
+# own: the statement that stores a delivery also checks that the row still has this id, is
+# still active and still has this secret ciphertext, and any refusal or mismatch is decided
+# again from a fresh lookup. So a disconnect, rotation or deletion takes effect at once; the
+# cache only saves the lookup's round trip for the next delivery of a known repository.
+_known_repositories: dict[int, KnownRepository] = {}
+KNOWN_REPOSITORIES_MAX = 10_000  # cleared when full: cheap to refill, bounded memory
+
+
+def _known(repo: Repository) -> KnownRepository:
+    return KnownRepository(
+        repo.id,
+        repo.organization_id,
+        repo.github_id,
+        repo.is_active,
+        repo.webhook_secret_encrypted,
+    )
+
+
+def _remember(repo: KnownRepository) -> None:
+    if len(_known_repositories) >= KNOWN_REPOSITORIES_MAX:
+        _known_repositories.clear()
+    _known_repositories[repo.github_id] = repo
+
+
+def _github_id_of(payload: dict) -> int | None:
+    data = payload.get("repository")
+    github_id = data.get("id") if isinstance(data, dict) else None
+    if isinstance(github_id, int) and not isinstance(github_id, bool) and 0 < github_id < 2**63:
+        return github_id
+    return None
+
+
 def _repository_for(payload: dict) -> Repository | None:
     data = payload.get("repository")
     if not isinstance(data, dict):
         return None
-    github_id, full_name = data.get("id"), data.get("full_name")
-    if isinstance(github_id, int) and not isinstance(github_id, bool) and 0 < github_id < 2**63:
+    github_id, full_name = _github_id_of(payload), data.get("full_name")
+    if github_id is not None:
         repo = Repository.get_or_none(Repository.github_id == github_id)
         if repo is not None:
             return repo
@@ -313,6 +383,17 @@ def _repository_for(payload: dict) -> Repository | None:
             & Repository.github_id.is_null()
         )
     return None
+
+
+def _secrets_of(repo) -> list[str]:
+    candidates = (
+        [_webhook_secret(repo.webhook_secret_encrypted, _key_source())]
+        if repo.webhook_secret_encrypted
+        else []
+    )
+    if os.environ.get("GITHUB_WEBHOOK_SECRET"):
+        candidates.append(os.environ["GITHUB_WEBHOOK_SECRET"])
+    return candidates
 
 
 def receive_webhook(raw: bytes, headers) -> Delivery:
@@ -328,47 +409,139 @@ def receive_webhook(raw: bytes, headers) -> Delivery:
             {"headers": ["X-GitHub-Event and X-GitHub-Delivery are required"]},
         )
     payload = parse_body(raw, headers.get("Content-Type", ""))
+    hook_id = (headers.get("X-GitHub-Hook-ID") or "")[:32]
+    action = payload.get("action") if isinstance(payload.get("action"), str) else None
+    event = {
+        "hook_id": hook_id,
+        "delivery_id": delivery_id,
+        "event_type": event_type,
+        "action": (action or None) and action[:64],
+        "headers": {name: headers.get(name) for name in KEPT_HEADERS if headers.get(name)},
+        "payload": payload,
+    }
+    if not is_postgres():
+        return _receive_on_sqlite(raw, signature, event)
+
+    # A JSON body goes to PostgreSQL as sent (jsonb parses it; no second serialization), unless
+    # parse_body had to replace a NUL in it; a form-encoded one is serialized.
+    as_sent = headers.get("Content-Type", "").startswith("application/json")
+    payload_text = raw.decode() if as_sent and b"\\u0000" not in raw else json.dumps(payload)
+    github_id = _github_id_of(payload)
+    known = _known_repositories.get(github_id) if event_type != "ping" else None
+    if known is not None:
+        # The fast path: no lookup; the store re-checks the row (one round trip in all).
+        if _signature_ok(raw, signature, _secrets_of(known)):
+            stored = _store_in_one_statement(known, event, payload_text)
+            if stored is not None:
+                return stored
+        _known_repositories.pop(github_id, None)  # changed, or never ours: decide afresh
+    # A repository that changes between our lookup and the store (a concurrent disconnect,
+    # rotation or deletion) is looked up once more, so the answer follows the new state.
+    for _ in range(2):
+        repo = _repository_for(payload)
+        if repo is None or not repo.is_active:
+            raise NotFound("unknown or disconnected repository")
+        if not _signature_ok(raw, signature, _secrets_of(repo)):
+            raise Unauthorized("signature does not match this repository's webhook secret")
+        if event_type == "ping":
+            return Delivery(200, {"status": "pong", "zen": payload.get("zen")})
+        _learn_metadata(repo, payload["repository"])
+        known = _known(repo)
+        stored = _store_in_one_statement(known, event, payload_text)
+        if stored is not None:
+            if known.github_id is not None and known.github_id == github_id:
+                _remember(known)
+            return stored
+    raise Unavailable("the repository is changing right now; retry shortly")
+
+
+# One statement, autocommitted (no BEGIN/COMMIT round trips): the dedupe row and the event
+# are written together or not at all. The repository must still be the one the signature was
+# checked against (same id, active, same secret ciphertext), else nothing is written and
+# `repository_ok` is false. The dedupe row comes first and takes the event's id from events'
+# sequence; a redelivery conflicts on (source, hook_id, delivery_id), which is unique in
+# event_deliveries across every monthly partition of events, so it writes nothing and
+# `event_id` is NULL (a concurrent twin waits for the first to commit, then conflicts).
+STORE_EVENT_SQL = """
+WITH repository AS (
+    SELECT id, organization_id FROM repositories
+    WHERE id = %(repository_id)s AND is_active
+      AND webhook_secret_encrypted IS NOT DISTINCT FROM %(secret_ciphertext)s
+), delivery AS (
+    INSERT INTO event_deliveries (source, hook_id, delivery_id, event_id, received_at)
+    SELECT %(source)s, %(hook_id)s, %(delivery_id)s,
+           nextval(pg_get_serial_sequence('events', 'id')), %(received_at)s
+    FROM repository
+    ON CONFLICT (source, hook_id, delivery_id) DO NOTHING
+    RETURNING event_id
+), event AS (
+    INSERT INTO events (id, source, hook_id, delivery_id, event_type, action, repository_id,
+                        organization_id, headers, payload, received_at, status, attempts)
+    SELECT delivery.event_id, %(source)s, %(hook_id)s, %(delivery_id)s, %(event_type)s,
+           %(action)s, repository.id, repository.organization_id, %(headers)s::jsonb,
+           %(payload)s::jsonb, %(received_at)s, %(status)s, 0
+    FROM delivery CROSS JOIN repository
+    RETURNING id
+)
+SELECT EXISTS (SELECT 1 FROM repository), (SELECT id FROM event)
+"""
+
+
+def _store_in_one_statement(
+    repo: KnownRepository, event: dict, payload_text: str
+) -> Delivery | None:
+    """Store the delivery on PostgreSQL; None when the repository is no longer `repo`."""
+    repository_ok, event_id = db.execute_sql(
+        STORE_EVENT_SQL,
+        {
+            **event,
+            "source": "github",
+            "headers": json.dumps(event["headers"]),
+            "payload": payload_text,
+            "received_at": Event.received_at.db_value(utcnow()),
+            "status": EventStatus.PENDING.value,
+            "repository_id": repo.id,
+            "secret_ciphertext": repo.webhook_secret_encrypted,
+        },
+    ).fetchone()
+    if not repository_ok:
+        return None
+    if event_id is None:
+        return Delivery(200, {"status": "duplicate", "delivery": event["delivery_id"]})
+    return Delivery(202, {"status": "accepted", "id": event_id, "delivery": event["delivery_id"]})
+
+
+def _receive_on_sqlite(raw: bytes, signature: str, event: dict) -> Delivery:
+    """SQLite (development): look up, then the event and its dedupe row in one transaction."""
+    payload = event["payload"]
     repo = _repository_for(payload)
     if repo is None or not repo.is_active:
         raise NotFound("unknown or disconnected repository")
-    candidates = (
-        [crypto.decrypt(repo.webhook_secret_encrypted)] if repo.webhook_secret_encrypted else []
-    )
-    if os.environ.get("GITHUB_WEBHOOK_SECRET"):
-        candidates.append(os.environ["GITHUB_WEBHOOK_SECRET"])
-    if not _signature_ok(raw, signature, candidates):
+    if not _signature_ok(raw, signature, _secrets_of(repo)):
         raise Unauthorized("signature does not match this repository's webhook secret")
-    if event_type == "ping":
+    if event["event_type"] == "ping":
         return Delivery(200, {"status": "pong", "zen": payload.get("zen")})
-    hook_id = (headers.get("X-GitHub-Hook-ID") or "")[:32]
-    kept = {name: headers.get(name) for name in KEPT_HEADERS if headers.get(name)}
-    action = payload.get("action") if isinstance(payload.get("action"), str) else None
     try:
         with db.atomic():
             _learn_metadata(repo, payload["repository"])
-            event = Event.create(
+            stored = Event.create(
+                **event,
                 source="github",
-                hook_id=hook_id,
-                delivery_id=delivery_id,
-                event_type=event_type,
-                action=(action or None) and action[:64],
                 repository=repo,
                 organization=repo.organization_id,
-                headers=kept,
-                payload=payload,
                 status=EventStatus.PENDING,
             )
-            # Unique across every partition of events: a redelivery fails here.
+            # Unique across every event: a redelivery fails here.
             EventDelivery.create(
-                source=event.source,
-                hook_id=hook_id,
-                delivery_id=delivery_id,
-                event_id=event.id,
-                received_at=event.received_at,
+                source=stored.source,
+                hook_id=stored.hook_id,
+                delivery_id=stored.delivery_id,
+                event_id=stored.id,
+                received_at=stored.received_at,
             )
     except pw.IntegrityError:
-        return Delivery(200, {"status": "duplicate", "delivery": delivery_id})
-    return Delivery(202, {"status": "accepted", "id": event.id, "delivery": delivery_id})
+        return Delivery(200, {"status": "duplicate", "delivery": event["delivery_id"]})
+    return Delivery(202, {"status": "accepted", "id": stored.id, "delivery": event["delivery_id"]})
 
 
 def _learn_metadata(repo: Repository, data: dict) -> None:
@@ -469,6 +642,12 @@ def activity_listing(kind: str, organization, args: dict, *, can_see_restricted:
         query = query.where(Repository.id == args["repository"])
     for name, column in listing.filters.items():
         if args.get(name) is not None:
+            allowed = [m.value for m in column.enum] if hasattr(column, "enum") else None
+            if allowed is not None and args[name] not in allowed:  # never reaches SQL
+                raise Invalid(
+                    f"{name} must be one of {', '.join(allowed)}",
+                    {"query": {name: [f"one of {', '.join(allowed)}"]}},
+                )
             query = query.where(column == args[name])
     date_column = getattr(model, listing.date_field)
     if args.get("start"):

@@ -10,10 +10,12 @@ nothing half-done, and the batch is leased again once its lease expires.
 
 from __future__ import annotations
 
+import contextvars
 import datetime as dt
 import logging
 import re
 from collections import defaultdict
+from contextlib import contextmanager
 
 import peewee as pw
 
@@ -97,27 +99,252 @@ class Changes:
             self.reviews.add((pr.organization_id, pr.id, pr.head_sha))
 
     def publish(self):
+        messages = []
         for (org_id, repo_id), days in self.days.items():
-            outbox.publish(
-                "metrics",
-                "activity.changed",
-                {
-                    "organization_id": org_id,
-                    "repository_id": repo_id,
-                    "dates": sorted(days),
-                    "pull_request_ids": sorted(self.pull_requests.get((org_id, repo_id), ())),
-                },
-                organization=org_id,
+            messages.append(
+                (
+                    "metrics",
+                    "activity.changed",
+                    {
+                        "organization_id": org_id,
+                        "repository_id": repo_id,
+                        "dates": sorted(days),
+                        "pull_request_ids": sorted(self.pull_requests.get((org_id, repo_id), ())),
+                    },
+                    org_id,
+                )
             )
         for event in self.events.values():
-            outbox.publish("notifications", "event", event, organization=event["organization_id"])
+            messages.append(("notifications", "event", event, event["organization_id"]))
         for org_id, pr_id, head_sha in sorted(self.reviews):
-            outbox.publish(
-                "metrics",
-                "ai_review.requested",
-                {"organization_id": org_id, "pull_request_id": pr_id, "head_sha": head_sha},
-                organization=org_id,
+            messages.append(
+                (
+                    "metrics",
+                    "ai_review.requested",
+                    {"organization_id": org_id, "pull_request_id": pr_id, "head_sha": head_sha},
+                    org_id,
+                )
             )
+        outbox.publish_many(messages)
+
+
+class Batch:
+    """What the events of one batch share while it is processed in one go: lookups made once
+    (repositories, organization settings, developers, the rows events update) and writes
+    deferred to its end (commits, review times). Only process_batch's fast path sets one;
+    without it every function here reads and writes at once."""
+
+    def __init__(self, events):
+        self.repositories = {
+            r.id: r
+            for r in Repository.select().where(
+                Repository.id.in_({e.repository_id for e in events if e.repository_id})
+            )
+        }
+        self.settings: dict[int, dict] = {}
+        self.developers = Developers(events)
+        self.commits: list[dict] = []
+        self.review_times: dict[int, PullRequest] = {}
+        # (repository id, number) -> row, or None: known absent. Keys not in them are unknown.
+        self.pull_requests: dict[tuple[int, int], PullRequest | None] = {}
+        self.issues: dict[tuple[int, int], Issue | None] = {}
+        self.deployments: dict[tuple[str, int], Deployment | None] = {}
+        self.pull_request_updates: dict[int, tuple[PullRequest, dict]] = {}
+        self.reviews: dict[tuple[str, int], dict] = {}
+        self.review_deletions: list[tuple[ReviewKind, int, dt.datetime]] = []
+        # (issue id, closed_at) -> (row, known closer): what record_closure would leave.
+        self.closures: dict[tuple[int, int, dt.datetime], tuple[dict, bool]] = {}
+        # New rows, inserted as the batch ends (no event needs their id before).
+        self.new_deployments: dict[tuple[str, int], Deployment] = {}
+        self.new_issues: dict[tuple[int, int], Issue] = {}
+        self._prefetch(events)
+
+    def _prefetch(self, events):
+        """The pull requests, issues and deployments the batch's events name, in one query
+        each (a key the query did not return is known not to exist yet)."""
+        prs, issues, deployments = set(), set(), set()
+        for event in events:
+            payload = event.payload if isinstance(event.payload, dict) else {}
+            repo_id = event.repository_id
+            try:
+                if event.event_type in PULL_REQUEST_EVENTS:
+                    prs.add((repo_id, int(payload["pull_request"]["number"])))
+                elif event.event_type == "issue_comment" and payload["issue"].get("pull_request"):
+                    prs.add((repo_id, int(payload["issue"]["number"])))
+                elif event.event_type == "issues":
+                    issues.add((repo_id, int(payload["issue"]["number"])))
+                elif event.event_type in ("deployment", "deployment_status"):
+                    deployments.add(("DEPLOYMENT", int(payload["deployment"]["id"])))
+                elif event.event_type == "workflow_run":
+                    deployments.add(("WORKFLOW_RUN", int(payload["workflow_run"]["id"])))
+            except (KeyError, TypeError, ValueError, AttributeError):
+                continue  # a malformed payload: its handler fails on it (event by event)
+        self.pull_requests = _prefetch(PullRequest, PullRequest.repository, PullRequest.number, prs)
+        self.issues = _prefetch(Issue, Issue.repository, Issue.number, issues)
+        self.deployments = _prefetch(Deployment, Deployment.kind, Deployment.github_id, deployments)
+
+    def insert_deployment(self, row: Deployment) -> None:
+        row.id = Deployment.insert(**row.__data__).execute()
+        self.new_deployments.pop((row.kind, row.github_id), None)
+
+    def flush(self):
+        rows = [d.__data__ for d in self.new_deployments.values()]
+        for chunk in pw.chunked(rows, 500):
+            Deployment.insert_many(chunk).execute()
+        self.new_deployments = {}
+        if self.new_issues:
+            for chunk in pw.chunked([i.__data__ for i in self.new_issues.values()], 500):
+                Issue.insert_many(chunk).execute()
+            ids = _prefetch(Issue, Issue.repository, Issue.number, set(self.new_issues))
+            for key, issue in self.new_issues.items():
+                issue.id = ids[key].id
+            self.new_issues = {}
+        for chunk in pw.chunked(self.commits, 500):
+            # In push order: the branch a commit was first pushed to is kept.
+            Commit.insert_many(chunk).on_conflict_ignore().execute()
+        self.commits = []
+        for pr, updates in self.pull_request_updates.values():
+            PullRequest.update(updates).where(PullRequest.id == pr.id).execute()
+        self.pull_request_updates = {}
+        for chunk in pw.chunked(list(self.reviews.values()), 500):
+            Review.insert_many(chunk).on_conflict(
+                conflict_target=[Review.kind, Review.github_id],
+                preserve=[Review.state, Review.commit_sha],
+            ).execute()
+        self.reviews = {}
+        for kind, github_id, deleted_at in self.review_deletions:
+            Review.update(deleted_at=deleted_at).where(
+                (Review.kind == kind) & (Review.github_id == github_id)
+            ).execute()
+        self.review_deletions = []
+        refresh_review_times_of(list(self.review_times))
+        self.review_times = {}
+        closures = list(self.closures.values())
+        for row, _ in closures:
+            if isinstance(row["issue"], Issue):  # an issue new in this batch: now it has an id
+                row["issue"] = row["issue"].id
+        for known in (True, False):
+            rows = [row for row, has_closer in closures if has_closer is known]
+            for chunk in pw.chunked(rows, 500):
+                _closure_insert(chunk, known).execute()
+        self.closures = {}
+
+
+PULL_REQUEST_EVENTS = ("pull_request", "pull_request_review", "pull_request_review_comment")
+
+
+def _prefetch(model, first, second, keys: set[tuple]) -> dict:
+    found: dict = dict.fromkeys(keys)
+    if not keys:
+        return found
+    firsts, seconds = {k[0] for k in keys}, {k[1] for k in keys}
+    for row in model.select().where(first.in_(firsts) & second.in_(seconds)):
+        key = (
+            getattr(row, first.column_name)
+            if first.name != first.column_name
+            else getattr(row, first.name),
+            getattr(row, second.name),
+        )
+        if key in found:
+            found[key] = row
+    return found
+
+
+_batch: contextvars.ContextVar[Batch | None] = contextvars.ContextVar("batch", default=None)
+
+
+@contextmanager
+def batch_context(batch: Batch):
+    token = _batch.set(batch)
+    try:
+        yield batch
+    finally:
+        _batch.reset(token)
+
+
+def _accounts_of(payload: dict):
+    """(login, github_id, email) of the accounts and commit authors a payload names."""
+    for key in ("sender", "requested_reviewer"):
+        yield payload.get(key)
+    for key, inner in (
+        ("pull_request", "user"),
+        ("review", "user"),
+        ("comment", "user"),
+        ("issue", "user"),
+        ("issue", "closed_by"),
+        ("deployment", "creator"),
+    ):
+        yield (payload.get(key) or {}).get(inner) if isinstance(payload.get(key), dict) else None
+    for commit in payload.get("commits") or []:
+        if isinstance(commit, dict):
+            author = commit.get("author") or {}
+            yield {"login": author.get("username"), "email": author.get("email")}
+
+
+class Developers:
+    """known_developer's three lookups (GitHub id, login, e-mail) answered from the users a
+    batch's payloads name, fetched in one query; what the query did not cover is asked of
+    the database as before."""
+
+    def __init__(self, events):
+        ids, logins, emails = set(), set(), set()
+        for event in events:
+            payload = event.payload if isinstance(event.payload, dict) else {}
+            for account in _accounts_of(payload):
+                if not isinstance(account, dict):
+                    continue
+                if isinstance(account.get("id"), int) and not isinstance(account["id"], bool):
+                    ids.add(account["id"])
+                if isinstance(account.get("login"), str) and account["login"]:
+                    logins.add(account["login"].lower())
+                if isinstance(account.get("email"), str) and account["email"]:
+                    emails.add(account["email"].lower())
+        self.ids, self.logins, self.emails = ids, logins, emails
+        self.by_id: dict[int, User] = {}
+        self.by_login: dict[str, User] = {}
+        self.by_email: dict[str, User] = {}
+        conditions = []
+        if ids:
+            conditions.append(User.github_id.in_(ids))
+        if logins:
+            conditions.append(pw.fn.LOWER(User.login).in_(logins))
+        if emails:
+            conditions.append(User.email.in_(emails))
+        if conditions:
+            for user in (
+                User.select().where(pw.reduce(pw.operator.or_, conditions)).order_by(User.id)
+            ):
+                self._remember(user)
+
+    def _remember(self, user: User) -> None:
+        if user.github_id is not None:
+            self.by_id.setdefault(user.github_id, user)
+        self.by_login.setdefault(user.login.lower(), user)
+        if user.email:
+            self.by_email.setdefault(user.email, user)
+
+    def by_github_id(self, github_id: int) -> User | None:
+        if github_id in self.ids:
+            return self.by_id.get(github_id)
+        return User.get_or_none(User.github_id == github_id)
+
+    def by_login_of(self, login: str) -> User | None:
+        if login.lower() in self.logins:
+            return self.by_login.get(login.lower())
+        return User.get_or_none(pw.fn.LOWER(User.login) == login.lower())
+
+    def by_email_of(self, email: str) -> User | None:
+        if email.lower() in self.emails:
+            return self.by_email.get(email.lower())
+        return User.get_or_none(User.email == email.lower())
+
+    def learned(self, user: User | None) -> None:
+        """A user created or changed by the batch: later lookups must see it."""
+        if user is None:
+            return
+        if user.github_id is not None:
+            self.by_id[user.github_id] = user
+        self.by_login.setdefault(user.login.lower(), user)
 
 
 # Parsing helpers ----------------------------------------------------------------------
@@ -149,15 +376,28 @@ def known_developer(
     """The user behind a GitHub account or a commit author: by GitHub id, else login, else
     e-mail. A human login seen for the first time becomes a known developer (a user who
     has not signed in), so the metrics can credit them; bots never do."""
-    user = User.get_or_none(User.github_id == github_id) if github_id else None
+    batch = _batch.get()
+    if batch is None:
+        by_id = lambda: User.get_or_none(User.github_id == github_id)  # noqa: E731
+        by_login = lambda: User.get_or_none(pw.fn.LOWER(User.login) == login.lower())  # noqa: E731
+        by_email = lambda: User.get_or_none(User.email == email.lower())  # noqa: E731
+    else:
+        cache = batch.developers
+        by_id = lambda: cache.by_github_id(github_id)  # noqa: E731
+        by_login = lambda: cache.by_login_of(login)  # noqa: E731
+        by_email = lambda: cache.by_email_of(email)  # noqa: E731
+    user = by_id() if github_id else None
     if user is None and login:
-        user = User.get_or_none(pw.fn.LOWER(User.login) == login.lower())
+        user = by_login()
         if user is not None and github_id and user.github_id is None:
             User.update(github_id=github_id).where(User.id == user.id).execute()
+            if batch is not None:
+                user.github_id = github_id
+                batch.developers.learned(user)
         elif user is not None and github_id and user.github_id != github_id:
             user = None  # a login GitHub has since given to someone else
     if user is None and email:
-        user = User.get_or_none(User.email == email.lower())
+        user = by_email()
     if user is None and login and not bot and not login.endswith("[bot]"):
         User.insert(login=login, github_id=github_id).on_conflict_ignore().execute()
         user = (
@@ -165,6 +405,8 @@ def known_developer(
             if github_id
             else User.get_or_none(pw.fn.LOWER(User.login) == login.lower())
         )
+        if batch is not None:
+            batch.developers.learned(user)
     return user
 
 
@@ -176,7 +418,13 @@ def developer_of(account: dict | None) -> User | None:
 
 
 def org_settings(repo: Repository) -> dict:
-    return Organization.get_by_id(repo.organization_id).settings or {}
+    batch = _batch.get()
+    if batch is not None and repo.organization_id in batch.settings:
+        return batch.settings[repo.organization_id]
+    settings = Organization.get_by_id(repo.organization_id).settings or {}
+    if batch is not None:
+        batch.settings[repo.organization_id] = settings
+    return settings
 
 
 def is_production(repo: Repository, environment: str) -> bool:
@@ -224,9 +472,13 @@ def handle_push(event: Event, repo: Repository, payload: dict, changes: Changes)
             }
         )
         changes.touch(repo, authored)
-    for batch in pw.chunked(rows, 500):
-        # The branch a commit was first pushed to is kept (a later merge does not move it).
-        Commit.insert_many(batch).on_conflict_ignore().execute()
+    batch = _batch.get()
+    if batch is not None:
+        batch.commits.extend(rows)  # inserted with the batch's others, in the same order
+    else:
+        for chunk in pw.chunked(rows, 500):
+            # The branch a commit was first pushed to is kept (a later merge does not move it).
+            Commit.insert_many(chunk).on_conflict_ignore().execute()
     if len(payload.get("commits") or []) >= PUSH_COMMIT_CAP and payload.get("before"):
         # GitHub cut the list short: the rest comes from the compare API, in a job.
         jobs.enqueue(
@@ -289,9 +541,24 @@ def upsert_pull_request(
     newer one, and `ready_at` only ever moves earlier. The days the stored row counted on
     are touched too: a moved or cleared time changes them."""
     fields = _pull_request_fields(repo, pr)
-    existing = PullRequest.get_or_none(
-        (PullRequest.repository == repo) & (PullRequest.number == fields["number"])
-    )
+    batch = _batch.get()
+    key = (repo.id, fields["number"])
+    if batch is not None and key in batch.pull_requests:
+        existing = batch.pull_requests[key]
+    else:
+        existing = PullRequest.get_or_none(
+            (PullRequest.repository == repo) & (PullRequest.number == fields["number"])
+        )
+        if batch is not None and existing is not None:
+            # Later events of the batch must see its deferred updates.
+            batch.pull_requests[key] = existing
+    if existing is None and batch is not None:
+        # Known absent: a plain insert (a concurrent writer's row fails the batch's fast path).
+        fields["ready_at"] = ready_at
+        existing = PullRequest(**fields)
+        existing.id = PullRequest.insert(**fields).execute()
+        batch.pull_requests[key] = existing
+        return existing
     if existing is None:
         fields["ready_at"] = ready_at
         PullRequest.insert(**fields).on_conflict_ignore().execute()
@@ -311,42 +578,64 @@ def upsert_pull_request(
         updates["ready_at"] = ready_at
     if updates:
         changes.touch(repo, existing.created_at, existing.merged_at, existing.closed_at)
-        PullRequest.update(updates).where(PullRequest.id == existing.id).execute()
-        existing = PullRequest.get_by_id(existing.id)
+        if batch is not None:
+            # Written once per pull request when the batch ends; the row in memory is current.
+            for name, value in updates.items():
+                setattr(existing, name, value)
+            _, pending = batch.pull_request_updates.setdefault(existing.id, (existing, {}))
+            pending.update(updates)
+        else:
+            PullRequest.update(updates).where(PullRequest.id == existing.id).execute()
+            existing = PullRequest.get_by_id(existing.id)
     return existing
+
+
+def review_times_changed(pr: PullRequest) -> None:
+    """refresh_review_times now, or once per pull request at the end of the batch."""
+    batch = _batch.get()
+    if batch is None:
+        refresh_review_times(pr)
+    else:
+        batch.review_times[pr.id] = pr
 
 
 def refresh_review_times(pr: PullRequest) -> None:
     """first_review_at / approved_at from the stored reviews by humans other than the author,
     and the comment counts from the stored comments."""
-    live = (Review.pull_request == pr.id) & Review.deleted_at.is_null()
-    by_others = live & (Review.reviewer_is_bot == False)  # noqa: E712
-    if pr.author_login:
-        by_others &= Review.reviewer_login.is_null() | (
-            pw.fn.LOWER(Review.reviewer_login) != pr.author_login.lower()
+    refresh_review_times_of([pr.id])
+
+
+def refresh_review_times_of(pull_request_ids) -> None:
+    """refresh_review_times for many pull requests in one statement (correlated subqueries
+    over each one's reviews; the author is the stored row's)."""
+    if not pull_request_ids:
+        return
+    r = Review.alias("r")
+    live = (r.pull_request == PullRequest.id) & r.deleted_at.is_null()
+    by_others = (
+        live
+        & (r.reviewer_is_bot == False)  # noqa: E712
+        & (
+            PullRequest.author_login.is_null()
+            | (PullRequest.author_login == "")
+            | r.reviewer_login.is_null()
+            | (pw.fn.LOWER(r.reviewer_login) != pw.fn.LOWER(PullRequest.author_login))
         )
-    first = (
-        Review.select(pw.fn.MIN(Review.submitted_at))
-        .where(by_others & (Review.kind != ReviewKind.ISSUE_COMMENT))
-        .scalar()
     )
-    approved = (
-        Review.select(pw.fn.MIN(Review.submitted_at))
-        .where(by_others & (Review.kind == ReviewKind.REVIEW) & (Review.state == "APPROVED"))
-        .scalar()
-    )
-    counts = dict(
-        Review.select(Review.kind, pw.fn.COUNT(Review.id))
-        .where(live)
-        .group_by(Review.kind)
-        .tuples()
-    )
-    PullRequest.update(
-        first_review_at=Review.submitted_at.python_value(first) if first else None,
-        approved_at=Review.submitted_at.python_value(approved) if approved else None,
-        review_comments=counts.get(ReviewKind.REVIEW_COMMENT, 0),
-        comments=counts.get(ReviewKind.ISSUE_COMMENT, 0),
-    ).where(PullRequest.id == pr.id).execute()
+
+    def first(condition):
+        return r.select(pw.fn.MIN(r.submitted_at)).where(by_others & condition)
+
+    def count(kind):
+        return r.select(pw.fn.COUNT(r.id)).where(live & (r.kind == kind))
+
+    for chunk in pw.chunked(sorted(set(pull_request_ids)), 500):
+        PullRequest.update(
+            first_review_at=first(r.kind != ReviewKind.ISSUE_COMMENT),
+            approved_at=first((r.kind == ReviewKind.REVIEW) & (r.state == "APPROVED")),
+            review_comments=count(ReviewKind.REVIEW_COMMENT),
+            comments=count(ReviewKind.ISSUE_COMMENT),
+        ).where(PullRequest.id.in_(chunk)).execute()
 
 
 def handle_pull_request(event: Event, repo: Repository, payload: dict, changes: Changes):
@@ -397,6 +686,13 @@ def _upsert_review(repo, pr_row, kind, github_id, account, submitted_at, state=N
         "commit_sha": sha,
         "submitted_at": submitted_at,
     }
+    batch = _batch.get()
+    if batch is not None:
+        # One upsert per review when the batch ends: the first delivery's row, with the
+        # state and commit of the last (what upserting each in turn leaves).
+        first = batch.reviews.setdefault((str(kind), github_id), row)
+        first["state"], first["commit_sha"] = row["state"], row["commit_sha"]
+        return
     (
         Review.insert(**row)
         .on_conflict(
@@ -424,7 +720,7 @@ def handle_review(event: Event, repo: Repository, payload: dict, changes: Change
         state,
         review.get("commit_id"),
     )
-    refresh_review_times(pr_row)
+    review_times_changed(pr_row)
     changes.touch(repo, submitted, pull_request=pr_row)
 
 
@@ -441,10 +737,15 @@ def _record_comment(event, repo, pr_row, kind: ReviewKind, comment: dict, change
     )
     if event.action == "deleted":
         # A tombstone: an `edited` delivered after the deletion does not bring it back.
-        Review.update(deleted_at=ts(comment.get("updated_at")) or event.received_at).where(
-            (Review.kind == kind) & (Review.github_id == comment["id"])
-        ).execute()
-    refresh_review_times(pr_row)
+        deleted_at = ts(comment.get("updated_at")) or event.received_at
+        batch = _batch.get()
+        if batch is not None:
+            batch.review_deletions.append((kind, comment["id"], deleted_at))
+        else:
+            Review.update(deleted_at=deleted_at).where(
+                (Review.kind == kind) & (Review.github_id == comment["id"])
+            ).execute()
+    review_times_changed(pr_row)
     changes.touch(repo, ts(comment.get("created_at")), pull_request=pr_row)
 
 
@@ -457,9 +758,13 @@ def handle_issue_comment(event: Event, repo: Repository, payload: dict, changes:
     issue = payload["issue"]
     if not issue.get("pull_request"):
         return  # a comment on a plain issue: nothing the metrics use
-    pr_row = PullRequest.get_or_none(
-        (PullRequest.repository == repo) & (PullRequest.number == issue["number"])
-    )
+    batch = _batch.get()
+    if batch is not None and (repo.id, issue["number"]) in batch.pull_requests:
+        pr_row = batch.pull_requests[(repo.id, issue["number"])]
+    else:
+        pr_row = PullRequest.get_or_none(
+            (PullRequest.repository == repo) & (PullRequest.number == issue["number"])
+        )
     if pr_row is None:
         return  # the pull request itself arrives with its own events (or the backfill)
     _record_comment(event, repo, pr_row, ReviewKind.ISSUE_COMMENT, payload["comment"], changes)
@@ -490,42 +795,78 @@ def handle_issues(event: Event, repo: Repository, payload: dict, changes: Change
         "closed_at": ts(issue.get("closed_at")) if issue.get("state") == "closed" else None,
         "updated_at": ts(issue.get("updated_at")) or ts(issue.get("created_at")),
     }
-    existing = Issue.get_or_none((Issue.repository == repo) & (Issue.number == issue["number"]))
-    if existing is None:
+    batch = _batch.get()
+    key = (repo.id, issue["number"])
+    if batch is not None and key in batch.issues:
+        existing = batch.issues[key]
+    else:
+        existing = Issue.get_or_none((Issue.repository == repo) & (Issue.number == issue["number"]))
+        if batch is not None and existing is not None:
+            batch.issues[key] = existing  # later events of the batch see its changes
+    if existing is None and batch is not None:
+        # Known absent: inserted as the batch ends, as its events leave it (a concurrent
+        # writer's row then fails the batch's fast path).
+        batch.issues[key] = batch.new_issues[key] = Issue(**fields)
+    elif existing is None:
         Issue.insert(**fields).on_conflict_ignore().execute()
     elif fields["updated_at"] >= existing.updated_at:
         changes.touch(repo, existing.created_at, existing.closed_at)  # the days it counted on
-        Issue.update({k: v for k, v in fields.items() if k not in ("repository", "number")}).where(
-            Issue.id == existing.id
-        ).execute()
+        updates = {k: v for k, v in fields.items() if k not in ("repository", "number")}
+        if existing.id is not None:
+            Issue.update(updates).where(Issue.id == existing.id).execute()
+        if batch is not None:
+            for name, value in updates.items():
+                setattr(existing, name, value)
     if fields["closed_at"] is not None:
         # Each closing, credited to the sender of the `closed` event (the backfill knows the
         # closer only when the API says `closed_by`).
         closer = payload.get("sender") if event.action == "closed" else issue.get("closed_by")
-        record_closure(repo, issue["number"], fields["closed_at"], closer)
+        record_closure(
+            repo,
+            issue["number"],
+            fields["closed_at"],
+            closer,
+            issue=batch.issues[key] if batch is not None else None,
+        )
     changes.touch(repo, fields["created_at"], fields["closed_at"])
 
 
-def record_closure(repo: Repository, number: int, closed_at, closer: dict | None) -> None:
-    issue_id = Issue.get((Issue.repository == repo) & (Issue.number == number)).id
+def record_closure(
+    repo: Repository, number: int, closed_at, closer: dict | None, *, issue: Issue | None = None
+) -> None:
+    """Record one closing of an issue (`issue`: its row, when the caller has it; a batch's
+    new issue has no id until the batch ends)."""
+    if issue is None:
+        issue = Issue.get((Issue.repository == repo) & (Issue.number == number))
     user = developer_of(closer)
-    query = IssueClosure.insert(
-        issue=issue_id,
-        organization=repo.organization_id,
-        repository=repo.id,
-        closed_at=closed_at,
-        closer=user.id if user else None,
-        closer_login=(closer or {}).get("login"),
-        closer_is_bot=is_bot(closer),
-    )
-    if closer:  # a known closer replaces an unknown one (the backfill's)
-        query = query.on_conflict(
+    row = {
+        "issue": issue.id if issue.id is not None else issue,
+        "organization": repo.organization_id,
+        "repository": repo.id,
+        "closed_at": closed_at,
+        "closer": user.id if user else None,
+        "closer_login": (closer or {}).get("login"),
+        "closer_is_bot": is_bot(closer),
+    }
+    batch = _batch.get()
+    if batch is None:
+        _closure_insert([row], bool(closer)).execute()
+        return
+    # Inserted with the batch's others: a known closer replaces an unknown one, a second
+    # unknown one changes nothing (as inserting each in turn would).
+    key = (repo.id, number, closed_at)
+    if closer or key not in batch.closures:
+        batch.closures[key] = (row, bool(closer))
+
+
+def _closure_insert(rows: list[dict], known_closer: bool):
+    query = IssueClosure.insert_many(rows)
+    if known_closer:  # a known closer replaces an unknown one (the backfill's)
+        return query.on_conflict(
             conflict_target=[IssueClosure.issue, IssueClosure.closed_at],
             preserve=[IssueClosure.closer, IssueClosure.closer_login, IssueClosure.closer_is_bot],
         )
-    else:
-        query = query.on_conflict_ignore()
-    query.execute()
+    return query.on_conflict_ignore()
 
 
 def _upsert_deployment(repo: Repository, deployment: dict) -> Deployment:
@@ -540,9 +881,22 @@ def _upsert_deployment(repo: Repository, deployment: dict) -> Deployment:
         "creator_login": (deployment.get("creator") or {}).get("login"),
         "created_at": ts(deployment.get("created_at")),
     }
+    return _stored_deployment(row)
+
+
+def _stored_deployment(row: dict) -> Deployment:
+    """The deployment keyed (kind, github_id), inserted from `row` if new."""
+    batch = _batch.get()
+    key = (row["kind"], row["github_id"])
+    if batch is not None and key in batch.deployments:
+        if batch.deployments[key] is None:
+            # Known absent: inserted as the batch ends, with the state its statuses leave (a
+            # concurrent writer's row then fails the batch's fast path).
+            batch.deployments[key] = batch.new_deployments[key] = Deployment(**row)
+        return batch.deployments[key]
     Deployment.insert(**row).on_conflict_ignore().execute()
     return Deployment.get(
-        (Deployment.kind == "DEPLOYMENT") & (Deployment.github_id == deployment["id"])
+        (Deployment.kind == row["kind"]) & (Deployment.github_id == row["github_id"])
     )
 
 
@@ -560,13 +914,17 @@ def apply_deployment_state(
             return
     elif not terminal and row.status_at is not None and at < row.status_at:
         return
-    Deployment.update(state=state, status_at=at, finished_at=at if terminal else None).where(
-        Deployment.id == row.id
-    ).execute()
+    if row.id is not None:  # else a batch's new deployment, inserted as it ends
+        Deployment.update(state=state, status_at=at, finished_at=at if terminal else None).where(
+            Deployment.id == row.id
+        ).execute()
+    row.state, row.status_at, row.finished_at = state, at, at if terminal else None
     if not terminal:
         return
     production = is_production(repo, row.environment)
     if state in FAILED_DEPLOYMENT_STATES:
+        if row.id is None:  # the announcement names it: insert it now
+            _batch.get().insert_deployment(row)
         changes.notify(
             repo,
             "deployment.failed",
@@ -617,10 +975,7 @@ def handle_workflow_run(event: Event, repo: Repository, payload: dict, changes: 
         "creator_login": (run.get("triggering_actor") or run.get("actor") or {}).get("login"),
         "created_at": started,
     }
-    Deployment.insert(**row).on_conflict_ignore().execute()
-    deployment = Deployment.get(
-        (Deployment.kind == "WORKFLOW_RUN") & (Deployment.github_id == run["id"])
-    )
+    deployment = _stored_deployment(row)
     state = WORKFLOW_CONCLUSIONS.get(run.get("conclusion") or "", DeploymentState.INACTIVE)
     apply_deployment_state(repo, deployment, state, ts(run.get("updated_at")) or started, changes)
     changes.touch(repo, started)
@@ -657,16 +1012,15 @@ HANDLERS = {
 
 
 def process_batch(worker_id: str, limit: int = 50) -> int:
-    """Lease due events, normalize each in a savepoint, publish what changed, commit."""
-    now = utcnow()
-    due = (
-        (Event.status == EventStatus.PENDING)
-        | ((Event.status == EventStatus.FAILED) & (Event.next_attempt_at <= now))
-        | ((Event.status == EventStatus.PROCESSING) & (Event.locked_until < now))
-    )
+    """Lease due events, normalize them, publish what changed, commit.
+
+    Fast path: the whole batch in one transaction with shared lookups, deferred bulk writes
+    and one status update. If any event fails there, that transaction is rolled back and the
+    batch is processed again event by event, each in its own savepoint, so one bad event
+    is recorded as failed without holding back the others."""
     leased = jobs.lease(
         Event,
-        due,
+        due_events(utcnow(), limit),
         worker_id,
         limit=limit,
         lease_seconds=LEASE_SECONDS,
@@ -675,12 +1029,78 @@ def process_batch(worker_id: str, limit: int = 50) -> int:
     )
     if not leased:
         return 0
+    for attempt in (1, 2, 3):
+        try:
+            with db.atomic():
+                _process_together(leased)
+            return len(leased)
+        except (pw.IntegrityError, pw.OperationalError) as exc:
+            if isinstance(exc, pw.OperationalError) and "deadlock" not in str(exc):
+                log.info("batch retried event by event", extra={"error": repr(exc)[:500]})
+                break
+            # Another worker inserted a row this batch found absent, or both locked rows in
+            # opposite orders (events of one pull request in two batches): once more, with
+            # lookups that now see the other's rows.
+            log.info("batch conflicted", extra={"attempt": attempt, "error": repr(exc)[:500]})
+        except Exception as exc:  # noqa: BLE001 - processed below, one savepoint per event
+            log.info("batch retried event by event", extra={"error": repr(exc)[:500]})
+            break
     changes = Changes()
     with db.atomic():
         for event in leased:
             process_one(event, changes)
         changes.publish()
     return len(leased)
+
+
+def due_events(now: dt.datetime, limit: int):
+    """Events to process: new ones, failed ones due for a retry, and ones whose worker's
+    lease ran out. Each kind's `limit` oldest are found through its own index first (an OR
+    of the three cannot walk an index in received_at order: every lease would sort every
+    pending event, so the cost of a batch would grow with the backlog)."""
+    pending = Event.status == EventStatus.PENDING
+    retry = (Event.status == EventStatus.FAILED) & (Event.next_attempt_at <= now)
+    expired = (Event.status == EventStatus.PROCESSING) & (Event.locked_until < now)
+
+    def oldest(condition):
+        return (
+            Event.select(Event.id)
+            .where(condition)
+            .order_by(Event.received_at, Event.id)
+            .limit(limit)
+        )
+
+    candidates = oldest(pending) + oldest(retry) + oldest(expired)  # UNION ALL
+    # The full condition again: checked on the row as locked (another worker's lease wins).
+    return (pending | retry | expired) & Event.id.in_(candidates)
+
+
+def _process_together(leased: list[Event]) -> None:
+    """Every event of the batch in the caller's transaction, without a savepoint each; any
+    exception propagates (and the caller processes the batch event by event instead)."""
+    changes = Changes()
+    done: dict[EventStatus, list[int]] = defaultdict(list)
+    with batch_context(Batch(leased)) as batch:
+        for event in leased:
+            handler = HANDLERS.get(event.event_type)
+            repo = batch.repositories.get(event.repository_id)
+            if handler is None or repo is None:
+                done[EventStatus.SKIPPED].append(event.id)  # kept raw, not modelled
+                continue
+            handler(event, repo, event.payload, changes)
+            done[EventStatus.PROCESSED].append(event.id)
+        batch.flush()
+    finished = utcnow()
+    for status, ids in done.items():
+        Event.update(
+            status=status,
+            last_error=None,
+            locked_by=None,
+            locked_until=None,
+            processed_at=finished,
+            next_attempt_at=None,
+        ).where(Event.id.in_(ids)).execute()
+    changes.publish()
 
 
 def process_one(event: Event, changes: Changes) -> EventStatus:

@@ -5,9 +5,11 @@ from flask_smorest import Blueprint
 from services.activity import logic
 from services.activity import schemas as s
 from services.activity.backfill import progress_of
+from shared.errors import Unauthorized
 from shared.models import Role
 from shared.web.api import PeeweePage
 from shared.web.auth import require
+from shared.web.limits import count_webhook_signature_failure
 
 repositories = Blueprint(
     "repositories",
@@ -118,6 +120,8 @@ class BackfillRun(MethodView):
         return logic.queue_backfill(repo, body["since"])
 
 
+# Answered by services/activity/webhook_wsgi.py in front of Flask (same logic, same answers);
+# this view documents the route and answers when WEBHOOK_FAST_PATH is off.
 @webhooks.route("/github")
 class GitHubWebhook(MethodView):
     @webhooks.doc(
@@ -147,7 +151,12 @@ class GitHubWebhook(MethodView):
     @webhooks.alt_response(200, schema=s.DeliveryResultSchema, description="ping or redelivery")
     def post(self):
         """Receive a GitHub delivery: verified, stored durably, then answered (202)."""
-        delivery = logic.receive_webhook(request.get_data(cache=False), request.headers)
+        try:
+            delivery = logic.receive_webhook(request.get_data(cache=False), request.headers)
+        except Unauthorized:
+            # Counted only once the signature failed: a valid delivery is never throttled.
+            count_webhook_signature_failure()
+            raise
         return delivery.body, delivery.status
 
 

@@ -119,18 +119,21 @@ def period_label(day: dt.date, granularity: str) -> dt.date:
     return day
 
 
+def _last_day_of_period(day: dt.date, granularity: str) -> dt.date:
+    """The last day of the day/week/month that holds `day`."""
+    label = period_label(day, granularity)
+    if granularity == "week":
+        return label + dt.timedelta(days=6)
+    if granularity == "month":
+        return (label + dt.timedelta(days=32)).replace(day=1) - dt.timedelta(days=1)
+    return day
+
+
 def periods_of(period: Period, granularity: str) -> list[Period]:
     """The day/week/month periods overlapping `period`, clipped to it, in order."""
     out, day = [], period.start
     while day <= period.end:
-        label = period_label(day, granularity)
-        if granularity == "week":
-            last = label + dt.timedelta(days=6)
-        elif granularity == "month":
-            last = (label + dt.timedelta(days=32)).replace(day=1) - dt.timedelta(days=1)
-        else:
-            last = day
-        last = min(last, period.end)
+        last = min(_last_day_of_period(day, granularity), period.end)
         out.append(Period(day, last))
         day = last + dt.timedelta(days=1)
     return out
@@ -154,8 +157,9 @@ def label_sql(expr, granularity: str):
 
 def _covered(period: Period, label: dt.date, granularity: str) -> Period:
     start = max(label, period.start)
-    end = min(periods_of(Period(start, period.end), granularity)[0].end, period.end)
-    return Period(start, end)
+    # Only the period that holds `start` (listing every period to the range's end made a
+    # table of developers by week quadratic).
+    return Period(start, min(_last_day_of_period(start, granularity), period.end))
 
 
 # Lookups ------------------------------------------------------------------------------
@@ -208,10 +212,10 @@ def _stage_column(stage: str):
     return getattr(PullRequest, f"{stage}_s")
 
 
-def _people_by_period(
-    organization, period: Period, granularity: str, repository=None, *, commits_only=False
+def _people_query(
+    organization, period: Period, granularity: str, repository, commits_only, *, union_all=False
 ):
-    """{(repository_id, label): {person, ...}} of the humans active in each period, as the
+    """SELECT (repository_id, label, user_id, kind, name): the humans active in each period, as the
     daily engine counts them: commit authors, pull request authors (by creation) and
     reviewers of others' pull requests (`commits_only`: a repository's contributors). A
     person is their user, else their e-mail (or name) for commits, their login otherwise."""
@@ -263,7 +267,17 @@ def _people_by_period(
         commits = commits.where(Commit.repository == repository)
         authors = authors.where(PullRequest.repository == repository)
         reviewers = reviewers.where(reviewed.repository == repository)
-    query = commits if commits_only else commits | authors | reviewers
+    if commits_only:
+        return commits
+    return (commits + authors + reviewers) if union_all else (commits | authors | reviewers)
+
+
+def _people_by_period(
+    organization, period: Period, granularity: str, repository=None, *, commits_only=False
+):
+    """{(repository_id, label): {person, ...}} of the humans active in each period (see
+    _people_query)."""
+    query = _people_query(organization, period, granularity, repository, commits_only)
     people = defaultdict(set)
     for repo_id, label, user_id, kind, name in query.tuples():
         person = ("user", user_id) if user_id else (kind, name)
@@ -271,11 +285,27 @@ def _people_by_period(
     return people
 
 
-def _active_by_label(people) -> dict:
-    merged = defaultdict(set)
-    for (_repo, label), identities in people.items():
-        merged[label] |= identities
-    return {label: len(identities) for label, identities in merged.items()}
+def _active_counts(organization, period: Period, granularity: str, repository=None) -> dict:
+    """{label: distinct active humans over all repositories}, counted by the database (the
+    identities _people_by_period makes), without sending every (person, day) row."""
+    # UNION ALL: COUNT(DISTINCT) dedupes once (a UNION would sort every row twice).
+    people = _people_query(
+        organization, period, granularity, repository, False, union_all=True
+    ).alias("people")
+    person = pw.Case(
+        None,
+        [
+            (people.c.user_id.is_null(False), pw.Value("user:").concat(people.c.user_id)),
+            (people.c.name.is_null(), people.c.kind.concat("!")),  # (kind, None): one person
+        ],
+        people.c.kind.concat(":").concat(people.c.name),
+    )
+    query = (
+        pw.Select(from_list=[people], columns=[people.c.label, fn.COUNT(person.distinct())])
+        .group_by(people.c.label)
+        .bind(Commit._meta.database)
+    )
+    return {as_date(label): count for label, count in query.tuples()}
 
 
 def _pr_medians(query, moment, granularity, stages, fractions, group=()):
@@ -342,7 +372,15 @@ def team_rollup(organization, period: Period, granularity: str, repository=None)
     }
     if repository is not None:
         incidents = _incident_counts(organization, period, granularity, repository)
-    active = _active_by_label(_people_by_period(organization, period, granularity, repository))
+    if repository is None and granularity == "day":
+        # A day's active developers are stored by the engine with these same identities.
+        active = dict(
+            TeamMetric.select(TeamMetric.date, TeamMetric.active_developers)
+            .where(in_range)
+            .tuples()
+        )
+    else:
+        active = _active_counts(organization, period, granularity, repository)
     merged = _pr_medians(
         _human_prs(organization, repository).where(period.contains(PullRequest.merged_at)),
         PullRequest.merged_at,

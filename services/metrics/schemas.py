@@ -12,6 +12,12 @@ from services.metrics.periods import (
 )
 from shared.web.api import Schema
 
+# OpenAPI: the 200 answer of a list that also answers CSV (`?format=csv`, `Accept: text/csv`);
+# merged by `blp.doc(**CSV_ALTERNATIVE)` into the JSON content the response decorator declares.
+CSV_ALTERNATIVE = {
+    "responses": {200: {"content": {"text/csv": {"schema": {"type": "string"}}}}},
+}
+
 
 class DailyRangeSchema(Schema):
     start = ma.fields.Date(data_key="from", load_default=None)

@@ -55,6 +55,7 @@ class DailyTeamMetrics(MethodView):
     @require(scope="metrics:read", role=Role.VIEWER)
     @team_metrics.arguments(s.DailyRangeSchema, location="query")
     @team_metrics.response(200, s.TeamMetricSchema(many=True))
+    @team_metrics.doc(**s.CSV_ALTERNATIVE)
     @team_metrics.paginate()
     def get(self, args, org, pagination_parameters):
         """The organization's daily figures between `from` and `to` (inclusive)."""
@@ -70,6 +71,7 @@ class TeamRollup(MethodView):
     @require(scope="metrics:read", role=Role.VIEWER)
     @team_metrics.arguments(s.RollupQuerySchema, location="query")
     @team_metrics.response(200, s.TeamRollupSchema(many=True))
+    @team_metrics.doc(**s.CSV_ALTERNATIVE)
     @team_metrics.paginate(page_size=ROLLUP_PAGE_SIZE)
     def get(self, args, org, pagination_parameters):
         """The organization's (or one repository's) figures per day, ISO week or month of
@@ -87,6 +89,7 @@ class DeveloperRollup(MethodView):
     @require(scope="metrics:read", role=Role.VIEWER)
     @team_metrics.arguments(s.DeveloperQuerySchema, location="query")
     @team_metrics.response(200, s.DeveloperRollupSchema(many=True))
+    @team_metrics.doc(**s.CSV_ALTERNATIVE)
     @team_metrics.paginate(page_size=ROLLUP_PAGE_SIZE)
     def get(self, args, org, pagination_parameters):
         """Each developer's figures per period (periods with activity only), bots left
@@ -106,6 +109,7 @@ class RepositoryRollup(MethodView):
     @require(scope="metrics:read", role=Role.VIEWER)
     @team_metrics.arguments(s.RollupQuerySchema, location="query")
     @team_metrics.response(200, s.RepositoryRollupSchema(many=True))
+    @team_metrics.doc(**s.CSV_ALTERNATIVE)
     @team_metrics.paginate(page_size=ROLLUP_PAGE_SIZE)
     def get(self, args, org, pagination_parameters):
         """Each repository's figures per period (periods with daily rows only; RESTRICTED
@@ -130,6 +134,7 @@ class DoraKeys(MethodView):
     @require(scope="metrics:read", role=Role.VIEWER)
     @team_metrics.arguments(s.RangeQuerySchema, location="query")
     @team_metrics.response(200, s.DoraSchema)
+    @team_metrics.doc(**s.CSV_ALTERNATIVE)
     def get(self, args, org):
         """The DORA four keys over the range with their categories, and the same keys over
         the same number of days just before it (`previous`)."""
@@ -142,6 +147,7 @@ class CycleTime(MethodView):
     @require(scope="metrics:read", role=Role.VIEWER)
     @team_metrics.arguments(s.RangeQuerySchema, location="query")
     @team_metrics.response(200, s.CycleTimeSchema)
+    @team_metrics.doc(**s.CSV_ALTERNATIVE)
     def get(self, args, org):
         """Median, p75 and p90 of each stage (coding, pickup, review, deploy) and of the
         whole cycle over the human pull requests merged in the range."""

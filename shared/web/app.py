@@ -28,6 +28,8 @@ from shared.observability import (
 from shared.web.api import Api
 from shared.web.auth import IntrospectionClient
 from shared.web.inbox import make_inbox_blueprint
+from shared.web.limits import install_rate_limits
+from shared.web.security import install_browser_protections
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +91,8 @@ def create_service_app(
     }
 
     _register_request_hooks(app, service)
+    install_browser_protections(app, settings)  # CSRF refusal, security headers
+    install_rate_limits(app, settings)
     _register_platform_routes(app)
 
     api = Api(app)
@@ -99,11 +103,103 @@ def create_service_app(
     return app
 
 
+def start_request(request_id_header: str | None) -> tuple[str, float]:
+    """What every request begins with: its id (adopted or minted) and its start time."""
+    return set_request_id(request_id_header), time.perf_counter()
+
+
+def release_connection() -> None:
+    """What every request ends with: the connection back to the pool (a test's surrounding
+    transaction keeps its connection) and no request id left behind."""
+    if not db.is_closed() and not db.in_transaction():
+        db.close()
+    clear_request_id()
+
+
+# Errors -> (body, status, headers), as plain callables: the Flask error handlers below and
+# the activity service's webhook fast path (a bare WSGI layer) answer with the same ones.
+ErrorAnswer = tuple[dict, int, dict]
+
+
+def domain_error_answer(exc: DomainError) -> ErrorAnswer:
+    body = {
+        "code": exc.status,
+        "status": HTTP_STATUS_CODES.get(exc.status, "Error"),
+        "message": exc.message,
+        "errors": exc.errors,
+    }
+    return body, exc.status, {}
+
+
+def value_not_storable_answer(exc: pw.DataError) -> ErrorAnswer:
+    # e.g. a NUL character or a number beyond the column's range: the caller's input.
+    log.warning("value refused by the database: %s", " ".join(str(exc).split()))
+    body = {
+        "code": 422,
+        "status": "Unprocessable Entity",
+        "message": "a value cannot be stored (a NUL character, or a number out of range)",
+        "errors": {},
+    }
+    return body, 422, {}
+
+
+def number_out_of_range_answer(exc: OverflowError) -> ErrorAnswer:
+    # An id or number in the request too large for any column (SQLite refuses to bind it).
+    body = {
+        "code": 422,
+        "status": "Unprocessable Entity",
+        "message": "a number in the request is out of range",
+        "errors": {},
+    }
+    return body, 422, {}
+
+
+def conflicting_write_answer(exc: pw.IntegrityError) -> ErrorAnswer:
+    log.warning("write refused by a constraint: %s", " ".join(str(exc).split()))
+    body = {
+        "code": 409,
+        "status": "Conflict",
+        "message": "this conflicts with existing data (a duplicate, say)",
+        "errors": {},
+    }
+    return body, 409, {}
+
+
+def database_unavailable_answer(exc: pw.DatabaseError) -> ErrorAnswer:
+    log.error("database unavailable: %s", " ".join(str(exc).split()))
+    body = {
+        "code": 503,
+        "status": "Service Unavailable",
+        "message": "database unavailable, retry shortly",
+        "errors": {},
+    }
+    return body, 503, {"Retry-After": "1"}
+
+
+ERROR_ANSWERS: dict[type[BaseException], Callable[..., ErrorAnswer]] = {
+    DomainError: domain_error_answer,
+    pw.DataError: value_not_storable_answer,
+    OverflowError: number_out_of_range_answer,
+    pw.IntegrityError: conflicting_write_answer,
+    pw.OperationalError: database_unavailable_answer,
+    pw.InterfaceError: database_unavailable_answer,
+}
+
+
+def error_answer(exc: BaseException) -> ErrorAnswer | None:
+    """The answer for an error, chosen like Flask chooses a handler (the nearest class in
+    the exception's MRO), or None when none applies (an internal error)."""
+    for cls in type(exc).__mro__:
+        answer = ERROR_ANSWERS.get(cls)
+        if answer is not None:
+            return answer(exc)
+    return None
+
+
 def _register_request_hooks(app: Flask, service: str) -> None:
     @app.before_request
-    def start_request():
-        g.request_id = set_request_id(request.headers.get(REQUEST_ID_HEADER))
-        g.started = time.perf_counter()
+    def begin_request():
+        g.request_id, g.started = start_request(request.headers.get(REQUEST_ID_HEADER))
         # No connection up front: peewee connects on the first query, so /healthz answers
         # (and /readyz explains) even while the database is down.
 
@@ -116,67 +212,20 @@ def _register_request_hooks(app: Flask, service: str) -> None:
         return response
 
     @app.teardown_request
-    def release_connection(exc):
-        # Back to the pool; a test's surrounding transaction keeps its connection.
-        if not db.is_closed() and not db.in_transaction():
-            db.close()
-        clear_request_id()
+    def end_request(exc):
+        release_connection()
 
-    @app.errorhandler(DomainError)
-    def domain_error(exc: DomainError):
-        body = {
-            "code": exc.status,
-            "status": HTTP_STATUS_CODES.get(exc.status, "Error"),
-            "message": exc.message,
-            "errors": exc.errors,
-        }
-        return jsonify(body), exc.status
+    for error_class, answer in ERROR_ANSWERS.items():
+        app.register_error_handler(error_class, _as_flask_handler(answer))
 
-    @app.errorhandler(pw.DataError)
-    def value_not_storable(exc):
-        # e.g. a NUL character or a number beyond the column's range: the caller's input.
-        log.warning("value refused by the database: %s", " ".join(str(exc).split()))
-        body = {
-            "code": 422,
-            "status": "Unprocessable Entity",
-            "message": "a value cannot be stored (a NUL character, or a number out of range)",
-            "errors": {},
-        }
-        return jsonify(body), 422
 
-    @app.errorhandler(OverflowError)
-    def number_out_of_range(exc):
-        # An id or number in the request too large for any column (SQLite refuses to bind it).
-        body = {
-            "code": 422,
-            "status": "Unprocessable Entity",
-            "message": "a number in the request is out of range",
-            "errors": {},
-        }
-        return jsonify(body), 422
+def _as_flask_handler(answer: Callable[..., ErrorAnswer]) -> Callable:
+    def handler(exc):
+        body, status, headers = answer(exc)
+        return jsonify(body), status, headers
 
-    @app.errorhandler(pw.IntegrityError)
-    def conflicting_write(exc):
-        log.warning("write refused by a constraint: %s", " ".join(str(exc).split()))
-        body = {
-            "code": 409,
-            "status": "Conflict",
-            "message": "this conflicts with existing data (a duplicate, say)",
-            "errors": {},
-        }
-        return jsonify(body), 409
-
-    @app.errorhandler(pw.OperationalError)
-    @app.errorhandler(pw.InterfaceError)
-    def database_unavailable(exc):
-        log.error("database unavailable: %s", " ".join(str(exc).split()))
-        body = {
-            "code": 503,
-            "status": "Service Unavailable",
-            "message": "database unavailable, retry shortly",
-            "errors": {},
-        }
-        return jsonify(body), 503, {"Retry-After": "1"}
+    handler.__name__ = answer.__name__
+    return handler
 
 
 def _register_platform_routes(app: Flask) -> None:

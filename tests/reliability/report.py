@@ -53,7 +53,8 @@ def record(
 
 
 def read(path: str | Path) -> list[dict]:
-    lines = Path(path).read_text(encoding="utf-8").splitlines() if Path(path).exists() else []
+    found = bool(path) and Path(path).is_file()
+    lines = Path(path).read_text(encoding="utf-8").splitlines() if found else []
     return [json.loads(line) for line in lines if line.strip()]
 
 

@@ -9,6 +9,7 @@ from flask_smorest import Blueprint
 from services.metrics.ai_review import logic
 from services.metrics.ai_review import schemas as s
 from services.metrics.csv import csv_response, wants_csv
+from services.metrics.schemas import CSV_ALTERNATIVE
 from shared.models import Role
 from shared.web.api import PeeweePage
 from shared.web.auth import require
@@ -60,6 +61,7 @@ class AIReviewList(MethodView):
     @ai_reviews.arguments(s.ReviewQuerySchema, location="query")
     @csv_or_json(_org_reviews, "ai-reviews")
     @ai_reviews.response(200, s.AIReviewSchema(many=True))
+    @ai_reviews.doc(**CSV_ALTERNATIVE)
     @ai_reviews.paginate(PeeweePage)
     def get(self, args, org):
         """The organization's AI reviews, newest first; filters `pull_request`,
@@ -86,6 +88,7 @@ class PullRequestAIReviews(MethodView):
     @ai_reviews.arguments(s.DayRangeSchema, location="query")
     @csv_or_json(_pull_request_reviews, "ai-reviews-pr")
     @ai_reviews.response(200, s.AIReviewSchema(many=True))
+    @ai_reviews.doc(**CSV_ALTERNATIVE)
     @ai_reviews.paginate(PeeweePage)
     def get(self, args, org, pr_id):
         """One pull request's AI reviews, newest first (404 when it is not the org's);

@@ -13,7 +13,7 @@ from services.metrics.engine.derive import refresh_repository
 from shared import outbox
 from shared.database import db
 from shared.models import Incident, Repository, utcnow
-from shared.sql import advisory_lock
+from shared.sql import advisory_lock, without_jit
 
 FULL_CHUNK_DAYS = 31
 
@@ -72,6 +72,7 @@ def recompute(
     the earliest day touched (by the change or by what it re-derived) to today."""
     with db.atomic():
         advisory_lock("metrics", organization_id)
+        without_jit()
         days = set(dates)
         new_incidents = []
         for repo in _repositories(organization_id, repository_ids):
@@ -99,11 +100,13 @@ def recompute_full(
     new_incidents = []
     with db.atomic():
         advisory_lock("metrics", organization_id)
+        without_jit()
         for repo in _repositories(organization_id, None):
             new_incidents += refresh_repository(repo).new_incidents
         if announce:
             _announce(new_incidents)
-    first, _ = daily.first_activity(organization_id)
+    firsts = daily.first_activity(organization_id)
+    first = firsts[0]
     start = max(filter(None, [since, first]), default=None)
     if start is None:
         return Recomputed(None, None, len(new_incidents))
@@ -117,8 +120,9 @@ def recompute_full(
     for done, (chunk_start, chunk_end) in enumerate(chunks, 1):
         with db.atomic():
             advisory_lock("metrics", organization_id)
+            without_jit()
             figures = daily.compute(organization_id, chunk_start, chunk_end)
-            daily.write(organization_id, chunk_start, chunk_end, figures)
+            daily.write(organization_id, chunk_start, chunk_end, figures, firsts)
         if progress:
             progress(done, len(chunks))
     return Recomputed(start, end, len(new_incidents))

@@ -31,7 +31,15 @@ from shared.models import (
     PullRequestCommit,
     Repository,
 )
-from shared.sql import as_date, day_of, distinct_from, json_array_contains, seconds_between
+from shared.sql import (
+    as_date,
+    day_of,
+    distinct_from,
+    is_postgres,
+    json_array_contains,
+    least,
+    seconds_between,
+)
 
 DEFAULT_PRODUCTION_ENVIRONMENTS = ("production", "prod")
 DEFAULT_INCIDENT_LABEL = "incident"
@@ -180,6 +188,14 @@ def sync_production_deployments(repo: Repository, org: Organization) -> None:
                 ProductionDeployment.finished_at,
                 ProductionDeployment.succeeded,
             ],
+            # Rows that did not change are not rewritten (each refresh meets them all).
+            where=functools.reduce(
+                operator.or_,
+                [
+                    distinct_from(getattr(ProductionDeployment, name), getattr(pw.EXCLUDED, name))
+                    for name in ("created_at", "finished_at", "succeeded")
+                ],
+            ),
         )
         .execute()
     )
@@ -200,17 +216,26 @@ def _first_commit_at():
         & (Earlier.created_at < PullRequest.created_at)
     )
     ended = pw.fn.COALESCE(PullRequest.merged_at, PullRequest.closed_at)
-    listed = PullRequestCommit.select(PullRequestCommit.sha).where(
-        PullRequestCommit.pull_request == PullRequest.id
-    )
-    by_branch = (
-        (Commit.branch == PullRequest.head_ref)
+    by_branch = Commit.select(pw.fn.MIN(Commit.authored_at)).where(
+        (Commit.repository == PullRequest.repository)
+        & (Commit.branch == PullRequest.head_ref)
         & (ended.is_null() | (Commit.pushed_at < ended))
         & (Commit.pushed_at > pw.fn.COALESCE(earlier_closed, BEGINNING))
     )
-    return Commit.select(pw.fn.MIN(Commit.authored_at)).where(
-        (Commit.repository == PullRequest.repository) & (by_branch | Commit.sha.in_(listed))
+    # Two lookups, each along an index ((repository, branch, pushed_at); the listed shas by
+    # (repository, sha)): one query with `branch = ... OR sha IN (...)` reads every commit of
+    # the repository for each pull request.
+    Listed = Commit.alias("listed_commit")
+    listed = (
+        Listed.select(pw.fn.MIN(Listed.authored_at))
+        .join(
+            PullRequestCommit,
+            on=(PullRequestCommit.sha == Listed.sha)
+            & (PullRequestCommit.pull_request == PullRequest.id),
+        )
+        .where(Listed.repository == PullRequest.repository)
     )
+    return least(by_branch, listed)
 
 
 def _deployed_at():
@@ -220,6 +245,9 @@ def _deployed_at():
         (ProductionDeployment.repository == PullRequest.repository)
         & ProductionDeployment.succeeded
         & (ProductionDeployment.created_at >= PullRequest.merged_at)
+        # Implied (a deployment finishes after it is created), and it lets the (repository,
+        # finished_at) index start at the merge instead of at the repository's first one.
+        & (ProductionDeployment.finished_at >= PullRequest.merged_at)
     )
 
 
@@ -235,12 +263,59 @@ STAGES = {
 }
 
 
+def _as_stored(field, expr):
+    """`expr` as the column stores it: the stages are `real` on PostgreSQL (FloatField), so a
+    double-precision value compared unrounded would differ on every run and re-date every
+    pull request's days."""
+    if is_postgres() and type(field) is pw.FloatField:
+        return pw.Cast(expr, "real")
+    return expr
+
+
+def _update_changed_at_once(repo: Repository, values: dict, derived: Derived, only_ids) -> None:
+    """PostgreSQL: one UPDATE ... FROM (the new values, each computed once) ... RETURNING,
+    instead of a SELECT of the changed rows and an UPDATE that computes them again."""
+    rows = PullRequest.select(
+        PullRequest.id,
+        PullRequest.deployed_at.alias("old_deployed_at"),
+        *[expr.alias(f"new_{name}") for name, expr in values.items()],
+    ).where(PullRequest.repository == repo.id)
+    if only_ids is not None:
+        rows = rows.where(PullRequest.id.in_(only_ids))
+    rows = rows.alias("computed_values")
+    changed = functools.reduce(
+        operator.or_,
+        [
+            distinct_from(
+                getattr(PullRequest, name),
+                _as_stored(getattr(PullRequest, name), rows.c[f"new_{name}"]),
+            )
+            for name in values
+        ],
+    )
+    query = (
+        PullRequest.update({getattr(PullRequest, name): rows.c[f"new_{name}"] for name in values})
+        .from_(rows)
+        .where((PullRequest.id == rows.c.id) & changed)
+        .returning(PullRequest.merged_at, rows.c.old_deployed_at, PullRequest.deployed_at)
+    )
+    for merged_at, old_deployed_at, deployed_at in query.tuples():
+        # The old and the new deployment days count (lead time is by deployment day).
+        derived.add(merged_at, old_deployed_at, deployed_at)
+
+
 def _update_changed(repo: Repository, values: dict, derived: Derived, only_ids=None) -> None:
     """Set `values` (column -> SQL expression) on the repository's pull requests whose
     stored value differs, and note the days those pull requests count on."""
+    if is_postgres():
+        _update_changed_at_once(repo, values, derived, only_ids)
+        return
     changed = functools.reduce(
         operator.or_,
-        [distinct_from(getattr(PullRequest, name), expr) for name, expr in values.items()],
+        [
+            distinct_from(getattr(PullRequest, name), _as_stored(getattr(PullRequest, name), expr))
+            for name, expr in values.items()
+        ],
     )
     where = (PullRequest.repository == repo.id) & changed
     if only_ids is not None:

@@ -1,0 +1,104 @@
+"""Item 11: rate limits on a stack started with low ones: per API key on the public API, per
+IP on sign-in and on webhook signature failures; 429 with Retry-After in the error shape;
+valid signed deliveries never throttled."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import requests
+
+from shared.config import ConfigError, Settings
+from tests.reliability.report import record
+from tests.security.conftest import count_events, real_payload, start_stack, webhook_headers
+
+API_LIMIT, SIGN_IN_LIMIT, FAILURE_LIMIT = 5, 4, 3
+
+
+@pytest.fixture(scope="module")
+def limited(database_factory, tmp_path_factory, fake_github_server):
+    stack = start_stack(
+        database_factory,
+        tmp_path_factory,
+        fake_github_server,
+        RATE_LIMIT_API=f"{API_LIMIT} per hour",
+        RATE_LIMIT_SIGN_IN=f"{SIGN_IN_LIMIT} per hour",
+        RATE_LIMIT_WEBHOOK_FAILURES=f"{FAILURE_LIMIT} per hour",
+    )
+    try:
+        for name in ("accounts", "activity"):
+            stack.start(name)
+        yield stack
+    finally:
+        for name in list(stack.processes):
+            stack.stop(name)
+
+
+def assert_throttled(response):
+    assert response.status_code == 429, response.text
+    body = response.json()
+    assert set(body) == {"code", "status", "message", "errors"} and body["code"] == 429
+    assert int(response.headers["Retry-After"]) > 0
+
+
+def test_public_api_is_limited_per_api_key(limited):
+    url = limited.url("activity") + "/api/v1/orgs/techcorp/repositories"
+    first = {"Authorization": f"Bearer {limited.keys['CI pipeline']}"}
+    other = {"Authorization": f"Bearer {limited.keys['Read-only dashboard']}"}
+    answers = [requests.get(url, headers=first, timeout=10).status_code for _ in range(API_LIMIT)]
+    assert answers == [200] * API_LIMIT
+    assert_throttled(requests.get(url, headers=first, timeout=10))
+    # Another key has its own budget (its answer is the usual 404 for another org's route).
+    assert requests.get(url, headers=other, timeout=10).status_code == 404
+    # Health and docs are not the public API: never limited.
+    assert requests.get(limited.url("activity") + "/healthz", timeout=10).status_code == 200
+    record("11 rate limits", "per API key on the public API", passed=True, load=API_LIMIT + 2)
+
+
+def test_sign_in_is_limited_per_ip(limited):
+    url = limited.url("accounts") + "/api/v1/auth/github/login"
+    answers = [
+        requests.get(url, allow_redirects=False, timeout=10).status_code
+        for _ in range(SIGN_IN_LIMIT)
+    ]
+    assert answers == [302] * SIGN_IN_LIMIT
+    assert_throttled(requests.get(url, allow_redirects=False, timeout=10))
+    callback = limited.url("accounts") + "/api/v1/auth/github/callback?code=x&state=y"
+    assert_throttled(requests.get(callback, timeout=10))  # the same budget for the IP
+    record("11 rate limits", "per IP on sign-in", passed=True, load=SIGN_IN_LIMIT + 2)
+
+
+def test_webhook_signature_failures_are_limited_but_valid_deliveries_never(limited):
+    url = limited.url("activity") + "/webhooks/github"
+    body = json.dumps(real_payload("push")).encode()
+    forged = {**webhook_headers("push", body), "X-Hub-Signature-256": "sha256=" + "0" * 64}
+    answers = [
+        requests.post(url, data=body, headers=forged, timeout=10).status_code
+        for _ in range(FAILURE_LIMIT)
+    ]
+    assert answers == [401] * FAILURE_LIMIT
+    before = count_events(limited)
+    assert_throttled(requests.post(url, data=body, headers=forged, timeout=10))
+    # The same address, over its failure budget, still delivers validly signed events.
+    valid = 3 * FAILURE_LIMIT
+    for _ in range(valid):
+        response = requests.post(url, data=body, headers=webhook_headers("push", body), timeout=10)
+        assert response.status_code == 202, response.text
+    assert count_events(limited) == before + valid
+    record(
+        "11 rate limits",
+        "per IP on webhook signature failures; valid deliveries never throttled",
+        passed=True,
+        load=valid,
+        bad_inputs=FAILURE_LIMIT + 1,
+    )
+
+
+def test_limits_are_settings_and_malformed_ones_are_refused():
+    settings = Settings.from_env({"RATE_LIMIT_API": "10/second", "RATE_LIMIT_ENABLED": "false"})
+    assert settings.rate_limit_api == "10/second" and settings.rate_limit_enabled is False
+    defaults = Settings.from_env({})
+    assert defaults.rate_limit_storage_uri == "memory://" and defaults.rate_limit_enabled
+    with pytest.raises(ConfigError, match="RATE_LIMIT_SIGN_IN"):
+        Settings.from_env({"RATE_LIMIT_SIGN_IN": "lots"})

@@ -1,0 +1,201 @@
+"""The WSGI fast path of `POST /webhooks/github` (services/activity/webhook_wsgi.py) answers
+exactly what the Flask view answers: each case goes through an app with the fast path and
+through one without it (WEBHOOK_FAST_PATH=False), on the same database, and the status,
+body and headers must match (request ids and event ids aside, which differ by nature)."""
+
+import json
+import uuid
+
+import peewee as pw
+import pytest
+
+from services.activity import logic
+from services.activity.webhook_wsgi import WebhookFastPath
+from shared import crypto
+from shared.models import Event, Organization, Repository
+from shared.observability import REQUESTS
+from tests.helpers import ROOT
+from tests.services.test_webhooks import sign
+
+SAMPLES = ROOT.parent / "shared" / "github-webhooks"
+PUSH = (SAMPLES / "push" / "payload.json").read_bytes()
+PING = (SAMPLES / "ping" / "payload.json").read_bytes()
+GITHUB_ID = json.loads(PUSH)["repository"]["id"]
+FAILURE_BUDGET = 2
+MAX_BODY = max(len(PUSH), len(PING)) + 100  # MAX_CONTENT_LENGTH of both apps
+
+
+@pytest.fixture
+def apps(tx, monkeypatch):
+    from services.activity import create_app
+
+    monkeypatch.delenv("GITHUB_WEBHOOK_SECRET", raising=False)
+    monkeypatch.setenv("RATE_LIMIT_WEBHOOK_FAILURES", f"{FAILURE_BUDGET} per hour")
+    org = Organization.create(name="Fast", slug="fast", plan="PRO")
+    for sample in (PUSH, PING):  # two repositories of the samples
+        repository = json.loads(sample)["repository"]
+        Repository.create(
+            organization=org,
+            github_id=repository["id"],
+            full_name=repository["full_name"],
+            webhook_secret_encrypted=crypto.encrypt("fast-secret"),
+        )
+    config = {"TESTING": True, "DATABASE": tx, "MAX_CONTENT_LENGTH": MAX_BODY}
+    fast = create_app(config)
+    plain = create_app({**config, "WEBHOOK_FAST_PATH": False})
+    assert isinstance(fast.wsgi_app, WebhookFastPath)
+    assert not isinstance(plain.wsgi_app, WebhookFastPath)
+    return fast.test_client(), plain.test_client()
+
+
+def post(client, body, *, event="push", delivery=None, secret="fast-secret", **headers):
+    all_headers = {
+        "X-GitHub-Event": event,
+        "X-GitHub-Delivery": delivery or str(uuid.uuid4()),
+        "X-GitHub-Hook-ID": "99",
+        "Content-Type": "application/json",
+        "X-Hub-Signature-256": sign(body, secret),
+    }
+    all_headers.update(headers)
+    return client.post(
+        "/webhooks/github", data=body, headers={k: v for k, v in all_headers.items() if v}
+    )
+
+
+def answer(response, *volatile):
+    """Status, parsed body (volatile keys masked) and headers (the request id masked)."""
+    body = response.get_json()
+    for key in volatile:
+        assert key in body
+        body[key] = "<varies>"
+    headers = {k: v for k, v in response.headers.items() if k != "X-Request-ID"}
+    return response.status_code, body, headers, response.data.endswith(b"\n")
+
+
+def both(apps, *args, **kwargs):
+    fast, plain = apps
+    return post(fast, *args, **kwargs), post(plain, *args, **kwargs)
+
+
+CASES = {  # name: (request, expected status)
+    "ping": (dict(body=PING, event="ping"), 200),
+    "bad signature": (dict(body=PUSH, secret="not-the-secret"), 401),
+    "missing signature": (dict(body=PUSH, **{"X-Hub-Signature-256": ""}), 401),
+    "unknown repository": (dict(body=PUSH.replace(str(GITHUB_ID).encode(), b"999999999")), 404),
+    "malformed body": (dict(body=b'{"repository": {"id": 1'), 400),
+    "wrong content type": (dict(body=PUSH, **{"Content-Type": "text/plain"}), 400),
+    "missing event header": (dict(body=PUSH, **{"X-GitHub-Event": ""}), 400),
+    "too large": (dict(body=PUSH.ljust(MAX_BODY + 1)), 413),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_the_fast_path_answers_what_the_flask_view_answers(apps, case):
+    request, status = CASES[case]
+    fast, plain = both(apps, **request)
+    assert fast.status_code == status, fast.get_json()
+    assert answer(fast) == answer(plain)
+
+
+def test_accepted_and_duplicate_deliveries_answer_alike(apps):
+    fast, plain = apps
+    first_fast, first_plain = post(fast, PUSH), post(plain, PUSH)
+    assert first_fast.status_code == 202
+    assert answer(first_fast, "id", "delivery") == answer(first_plain, "id", "delivery")
+    stored = Event.get_by_id(first_fast.get_json()["id"])
+    assert stored.delivery_id == first_fast.get_json()["delivery"]
+
+    delivery = first_plain.get_json()["delivery"]  # redelivered through each path
+    again_fast, again_plain = (
+        post(fast, PUSH, delivery=delivery),
+        post(plain, PUSH, delivery=delivery),
+    )
+    assert again_fast.get_json() == {"status": "duplicate", "delivery": delivery}
+    assert answer(again_fast) == answer(again_plain)
+
+
+def test_a_well_formed_request_id_is_kept_and_a_bad_one_replaced(apps):
+    fast, plain = apps
+    for client in apps:
+        kept = post(client, PING, event="ping", **{"X-Request-ID": "abc-123"})
+        assert kept.headers["X-Request-ID"] == "abc-123"
+        replaced = post(client, PING, event="ping", **{"X-Request-ID": "bad id!"})
+        assert len(replaced.headers["X-Request-ID"]) == 32
+    minted = post(fast, PING, event="ping")
+    assert len(minted.headers["X-Request-ID"]) == 32
+
+
+@pytest.mark.parametrize(
+    "error, status",
+    [
+        (pw.OperationalError("server closed the connection"), 503),
+        (pw.DataError("invalid byte sequence"), 422),
+        (pw.IntegrityError("duplicate key"), 409),
+        (OverflowError("int too large"), 422),
+    ],
+)
+def test_database_errors_map_to_the_same_answers(apps, monkeypatch, error, status):
+    def failing(raw, content_type):
+        raise error
+
+    monkeypatch.setattr(logic, "parse_body", failing)
+    fast, plain = both(apps, PUSH)
+    assert fast.status_code == status
+    assert answer(fast) == answer(plain)
+    if status == 503:
+        assert fast.headers["Retry-After"] == "1"
+
+
+def test_signature_failures_are_limited_alike_and_a_valid_delivery_never_is(apps):
+    fast, plain = apps
+    for _ in range(FAILURE_BUDGET):
+        refused_fast, refused_plain = both(apps, PUSH, secret="wrong")
+        assert refused_fast.status_code == 401
+        assert answer(refused_fast) == answer(refused_plain)
+    throttled_fast, throttled_plain = both(apps, PUSH, secret="wrong")
+    assert throttled_fast.status_code == 429
+    assert int(throttled_fast.headers["Retry-After"]) >= 1
+    # The retry delay (in the message and header) may differ by a second between the two.
+    status, body, headers, _ = answer(throttled_fast, "message")
+    assert (status, body, headers.keys()) == (
+        answer(throttled_plain, "message")[:2] + (answer(throttled_plain)[2].keys(),)
+    )
+    assert post(fast, PUSH).status_code == 202  # same IP, valid signature: accepted
+
+
+def test_the_fast_path_records_request_metrics(apps):
+    fast, _ = apps
+
+    def count(status):
+        return REQUESTS.labels("activity", "POST", "/webhooks/github", status)._value.get()
+
+    before_ok, before_refused = count("202"), count("401")
+    post(fast, PUSH)
+    post(fast, PUSH, secret="wrong")
+    assert count("202") == before_ok + 1
+    assert count("401") == before_refused + 1
+
+
+def test_other_requests_pass_through_to_flask(apps, monkeypatch):
+    fast, _ = apps
+
+    def not_expected(self, environ):
+        raise AssertionError("the fast path answered a request meant for Flask")
+
+    monkeypatch.setattr(WebhookFastPath, "_answer", not_expected)
+    assert fast.get("/webhooks/github").status_code == 405
+    assert fast.post("/webhooks/github/", data=b"{}").status_code in (308, 404)
+    # A cookie-carrying request goes through Flask's CSRF check as before.
+    fast.set_cookie("theme", "dark")
+    assert post(fast, PING, event="ping").status_code == 200
+
+
+def test_the_connection_goes_back_to_the_pool_after_each_delivery(migrated_database):
+    from services.activity import create_app
+
+    # Outside a test transaction, as in production: the request opens its own connection.
+    client = create_app({"TESTING": True, "DATABASE": migrated_database}).test_client()
+    unknown = PUSH.replace(str(GITHUB_ID).encode(), b"999999999")
+    assert post(client, unknown).status_code == 404  # after a repository lookup
+    assert migrated_database.is_closed()
+    assert not getattr(migrated_database, "_in_use", {})  # PostgreSQL: none checked out
