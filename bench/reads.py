@@ -95,7 +95,8 @@ def main() -> int:
         vacuum_analyze(url)
         key = create_key(url, org)
         ports = {"accounts": free_port(), "metrics": free_port()}
-        env = service_env(url, ports)
+        # One key drives every request: the per-key API limit would answer 429 past 600/min.
+        env = service_env(url, ports, RATE_LIMIT_API="1000000 per minute")
         for name in ("WEB_CONCURRENCY", "GUNICORN_THREADS"):  # gunicorn.conf.py's defaults
             env.pop(name, None)
         processes = {}
