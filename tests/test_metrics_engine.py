@@ -33,8 +33,9 @@ import datetime as dt
 
 import pytest
 
-from services.metrics import engine
+from services.metrics import engine, periods
 from services.metrics.engine import derive
+from services.metrics.periods import Period
 from shared.models import (
     DeveloperMetric,
     Incident,
@@ -472,3 +473,24 @@ def test_a_refresh_after_a_full_recompute_touches_no_day(tx):
     for repo in Repository.select().where(Repository.organization == history.org):
         derived = derive.refresh_repository(repo)
         assert (derived.days, derived.new_incidents) == (set(), []), repo.full_name
+
+
+def test_the_team_rollup_by_day_is_the_stored_daily_rows(tx):
+    """The org-wide rollup by day reads the stored TeamMetric rows; they equal what the
+    rollup computes from the underlying rows for every figure, on every day, including
+    days without activity."""
+    history = build(History())
+    engine.recompute_full(history.org.id)
+    period = Period(dt.date(2026, 2, 28), dt.date(2026, 3, 6))
+    stored = periods.team_rollup(history.org, period, "day")
+    computed = periods.computed_team_rollup(history.org, period, "day")
+    assert [row["period_start"] for row in stored] == [
+        dt.date(2026, 2, 28) + dt.timedelta(days=n) for n in range(7)
+    ]
+    assert stored == computed
+    by_day = {row["period_start"]: row for row in stored}
+    # Hand-checked against the history: two PRs merged on 03-02 (#3 is a bot's, left out)
+    # is one human PR; D3 failed on 03-03 among two production deployments.
+    assert by_day[dt.date(2026, 3, 2)]["prs_merged"] == 1
+    assert by_day[dt.date(2026, 3, 3)]["change_failure_rate"] == 0.5
+    assert by_day[dt.date(2026, 2, 28)]["commits"] == 0

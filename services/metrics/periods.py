@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import peewee as pw
@@ -343,6 +344,13 @@ def _last_values(rows, granularity, columns):
 def team_rollup(organization, period: Period, granularity: str, repository=None) -> list[dict]:
     """One row per day/week/month of the range (every period, zeros when nothing happened),
     org-wide or for one repository."""
+    if repository is None and granularity == "day":
+        return _stored_team_days(organization, period)
+    return computed_team_rollup(organization, period, granularity, repository)
+
+
+def computed_team_rollup(organization, period: Period, granularity: str, repository=None):
+    """team_rollup from the daily sums and the underlying rows (medians, DORA, people)."""
     if repository is None:
         table, counters = TeamMetric, TEAM_COUNTERS
         scope = TeamMetric.organization == organization
@@ -372,15 +380,7 @@ def team_rollup(organization, period: Period, granularity: str, repository=None)
     }
     if repository is not None:
         incidents = _incident_counts(organization, period, granularity, repository)
-    if repository is None and granularity == "day":
-        # A day's active developers are stored by the engine with these same identities.
-        active = dict(
-            TeamMetric.select(TeamMetric.date, TeamMetric.active_developers)
-            .where(in_range)
-            .tuples()
-        )
-    else:
-        active = _active_counts(organization, period, granularity, repository)
+    active = _active_counts(organization, period, granularity, repository)
     merged = _pr_medians(
         _human_prs(organization, repository).where(period.contains(PullRequest.merged_at)),
         PullRequest.merged_at,
@@ -405,6 +405,47 @@ def team_rollup(organization, period: Period, granularity: str, repository=None)
                 name = f"{stage}_time_{suffix}_s"
                 row[name] = medians.get(name)
         row.update(dora[label])  # a defaultdict: nulls for a period without data
+        rows.append(row)
+    return rows
+
+
+# Every figure of a team rollup row, as the daily engine stores it per day.
+TEAM_DAY_FIGURES = (
+    *TEAM_COUNTERS,
+    "open_prs",
+    "active_developers",
+    *(f"{stage}_time_{suffix}_s" for stage in STAGES for suffix in ("median", "p90")),
+    "lead_time_median_s",
+    "change_failure_rate",
+    "time_to_restore_median_s",
+)
+
+
+def _stored_team_days(organization, period: Period) -> list[dict]:
+    """The org-wide rollup by day: a day is its own period, so each row is the engine's
+    stored TeamMetric row (same definitions, computed from the same rows), read in one
+    query instead of recomputed; days without a row are zeros and nulls."""
+    stored = {
+        as_date(row[0]): row[1:]
+        for row in _fetch(
+            TeamMetric.select(
+                TeamMetric.date, *[getattr(TeamMetric, name) for name in TEAM_DAY_FIGURES]
+            ).where(
+                (TeamMetric.organization == organization)
+                & (TeamMetric.date >= period.start)
+                & (TeamMetric.date <= period.end)
+            )
+        )
+    }
+    empty = tuple(
+        0 if name in TEAM_COUNTERS or name in ("open_prs", "active_developers") else None
+        for name in TEAM_DAY_FIGURES
+    )
+    rows = []
+    for part in periods_of(period, "day"):
+        values = stored.get(part.start, empty)
+        row = {"period_start": part.start, "period_end": part.end}
+        row.update(zip(TEAM_DAY_FIGURES, values, strict=True))
         rows.append(row)
     return rows
 
@@ -473,7 +514,34 @@ def _dora_by_period(organization, period, granularity, repository) -> dict:
 # Developers and repositories ----------------------------------------------------------
 
 
-def developer_rollup(organization, period: Period, granularity: str, user=None) -> list[dict]:
+class LazyRows(Sequence):
+    """Rows built only when read: the API pages through thousands of (developer, week)
+    keys but shows a hundred, so each row dict is made for the page alone (a CSV export
+    reads them all)."""
+
+    def __init__(self, keys: list, build):
+        self._keys = keys
+        self._build = build
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self._build(key) for key in self._keys[index]]
+        return self._build(self._keys[index])
+
+
+def _fetch(query) -> list[tuple]:
+    """The query's rows as the driver returns them (no per-column conversion by peewee:
+    callers convert the few they need)."""
+    return query.model._meta.database.execute(query).fetchall()
+
+
+DEVELOPER_STAGES = ("cycle", "coding", "pickup", "review")
+
+
+def developer_rollup(organization, period: Period, granularity: str, user=None) -> LazyRows:
     """One row per (developer, period) with any figure, humans only, by period then login."""
     label = label_sql(DeveloperMetric.date, granularity)
     query = (
@@ -497,40 +565,42 @@ def developer_rollup(organization, period: Period, granularity: str, user=None) 
     if user is not None:
         query = query.where(DeveloperMetric.user == user)
         prs = prs.where(PullRequest.author == user)
-    sums = {
-        (row[0], as_date(row[1])): dict(zip(DEVELOPER_COUNTERS, row[2:], strict=True))
-        for row in query.tuples()
-    }
-    medians = _pr_medians(
-        prs,
-        PullRequest.merged_at,
-        granularity,
-        ("cycle", "coding", "pickup", "review"),
-        (("median", 0.5),),
-        group=(PullRequest.author,),
-    )
-    users = {
-        u.id: u
-        for u in User.select(User.id, User.login, User.name).where(
-            User.id.in_({uid for uid, _ in sums} | {uid for uid, _ in medians})
+    sums = {(row[0], as_date(row[1])): row[2:] for row in _fetch(query)}
+    medians_label = label_sql(PullRequest.merged_at, granularity)
+    medians = {
+        (row[0], as_date(row[1])): row[2:]
+        for row in _fetch(
+            prs.select(
+                PullRequest.author,
+                medians_label,
+                *[percentile(_stage_column(stage), 0.5) for stage in DEVELOPER_STAGES],
+            ).group_by(PullRequest.author, medians_label)
         )
     }
-    rows = []
-    for uid, label in sorted(set(sums) | set(medians), key=lambda k: (k[1], users[k[0]].login)):
-        who = users[uid]
-        row = _row_for(period, label, granularity)
-        row["user"] = {"id": who.id, "login": who.login, "name": who.name}
-        row.update({c: int((sums.get((uid, label)) or {}).get(c) or 0) for c in DEVELOPER_COUNTERS})
-        row.update(
-            medians.get(
-                (uid, label),
-                dict.fromkeys(
-                    (f"{s}_time_median_s" for s in ("cycle", "coding", "pickup", "review")), None
-                ),
+    users = {
+        uid: (uid, login, name)
+        for uid, login, name in _fetch(
+            User.select(User.id, User.login, User.name).where(
+                User.id.in_({uid for uid, _ in sums} | {uid for uid, _ in medians})
             )
         )
-        rows.append(row)
-    return rows
+    }
+    no_counts = (0,) * len(DEVELOPER_COUNTERS)
+    no_medians = (None,) * len(DEVELOPER_STAGES)
+
+    def build(key) -> dict:
+        uid, label = key
+        _id, login, name = users[uid]
+        row = _row_for(period, label, granularity)
+        row["user"] = {"id": uid, "login": login, "name": name}
+        counts = sums.get(key, no_counts)
+        row.update({c: int(v or 0) for c, v in zip(DEVELOPER_COUNTERS, counts, strict=True)})
+        values = medians.get(key, no_medians)
+        row.update({f"{s}_time_median_s": v for s, v in zip(DEVELOPER_STAGES, values, strict=True)})
+        return row
+
+    keys = sorted(sums.keys() | medians.keys(), key=lambda k: (k[1], users[k[0]][1]))
+    return LazyRows(keys, build)
 
 
 def repository_rollup(
@@ -759,7 +829,8 @@ def cycle_time_breakdown(organization, period: Period, repository=None) -> dict:
         ]
     row = (
         _human_prs(organization, repository)
-        .select(fn.COUNT(PullRequest.id), *columns)
+        # COUNT(1), not COUNT(id): the covering index on merged_at then answers alone.
+        .select(fn.COUNT(1), *columns)
         .where(period.contains(PullRequest.merged_at))
         .tuples()
         .get()

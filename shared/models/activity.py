@@ -156,8 +156,26 @@ class PullRequest(BaseModel):
             (("repository", "head_ref"), False),  # commits pushed to a PR's branch
             (("organization", "state"), False),
             (("organization", "created_at"), False),
-            (("organization", "merged_at"), False),
-            (("organization", "deployed_at"), False),
+            (("organization", "closed_at"), False),  # open at the end of a day
+            (("repository", "created_at"), False),  # a repository's first activity
+            # Covering: the metrics reads (stage medians of the PRs merged, lead time of
+            # those deployed, in a period) are answered from the index alone.
+            (
+                (
+                    "organization",
+                    "merged_at",
+                    "author_is_bot",
+                    "author",
+                    "repository",
+                    "coding_s",
+                    "pickup_s",
+                    "review_s",
+                    "deploy_s",
+                    "cycle_s",
+                ),
+                False,
+            ),
+            (("organization", "deployed_at", "author_is_bot", "repository", "cycle_s"), False),
             (("author", "created_at"), False),
         )
 

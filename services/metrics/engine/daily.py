@@ -89,12 +89,10 @@ def first_activity(organization_id: int) -> tuple[dt.date | None, dict[int, dt.d
     ]
     firsts: dict[int, dt.date] = {}
     for model, moment in sources:
-        if model is Commit:
-            # Per repository along the (repository, authored_at) index: a GROUP BY would
-            # read every commit of the organization on each incremental recompute.
-            earliest = Commit.select(pw.fn.MIN(Commit.authored_at)).where(
-                Commit.repository == Repository.id
-            )
+        if model in (Commit, PullRequest):
+            # Per repository along the (repository, authored_at / created_at) index: a GROUP
+            # BY would read every commit or PR of the organization on each incremental run.
+            earliest = model.select(pw.fn.MIN(moment)).where(model.repository == Repository.id)
             query = Repository.select(Repository.id, earliest).where(
                 Repository.organization == organization_id
             )

@@ -296,7 +296,9 @@ def _update_changed_at_once(repo: Repository, values: dict, derived: Derived, on
     query = (
         PullRequest.update({getattr(PullRequest, name): rows.c[f"new_{name}"] for name in values})
         .from_(rows)
-        .where((PullRequest.id == rows.c.id) & changed)
+        # The repository again on the updated side: joined on id alone, the planner reads
+        # every pull request of every repository to find this one's.
+        .where((PullRequest.id == rows.c.id) & (PullRequest.repository == repo.id) & changed)
         .returning(PullRequest.merged_at, rows.c.old_deployed_at, PullRequest.deployed_at)
     )
     for merged_at, old_deployed_at, deployed_at in query.tuples():
