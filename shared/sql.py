@@ -68,6 +68,13 @@ def distinct_from(a, b):
     return pw.Expression(a, "IS DISTINCT FROM" if is_postgres() else "IS NOT", b)
 
 
+def raw_rows(query):
+    """Run `query` and iterate its rows as the driver gives them: no per-column conversion
+    by peewee and no row cache, for the big GROUP BYs read once (callers convert what they
+    need: as_date for days, which are text on SQLite)."""
+    return query.model._meta.database.execute(query)
+
+
 def as_date(value) -> dt.date | None:
     """A day as a query returns it (a date on PostgreSQL, text on SQLite)."""
     if isinstance(value, dt.datetime):

@@ -36,7 +36,15 @@ from shared.models import (
     User,
     UserOrganization,
 )
-from shared.sql import as_date, day_of, is_postgres, percentile, percentile_cont, seconds_between
+from shared.sql import (
+    as_date,
+    day_of,
+    is_postgres,
+    percentile,
+    percentile_cont,
+    raw_rows,
+    seconds_between,
+)
 
 GRANULARITIES = ("day", "week", "month")
 DAY_S = 86_400
@@ -427,7 +435,7 @@ def _stored_team_days(organization, period: Period) -> list[dict]:
     query instead of recomputed; days without a row are zeros and nulls."""
     stored = {
         as_date(row[0]): row[1:]
-        for row in _fetch(
+        for row in raw_rows(
             TeamMetric.select(
                 TeamMetric.date, *[getattr(TeamMetric, name) for name in TEAM_DAY_FIGURES]
             ).where(
@@ -532,12 +540,6 @@ class LazyRows(Sequence):
         return self._build(self._keys[index])
 
 
-def _fetch(query) -> list[tuple]:
-    """The query's rows as the driver returns them (no per-column conversion by peewee:
-    callers convert the few they need)."""
-    return query.model._meta.database.execute(query).fetchall()
-
-
 DEVELOPER_STAGES = ("cycle", "coding", "pickup", "review")
 
 
@@ -565,11 +567,11 @@ def developer_rollup(organization, period: Period, granularity: str, user=None) 
     if user is not None:
         query = query.where(DeveloperMetric.user == user)
         prs = prs.where(PullRequest.author == user)
-    sums = {(row[0], as_date(row[1])): row[2:] for row in _fetch(query)}
+    sums = {(row[0], as_date(row[1])): row[2:] for row in raw_rows(query)}
     medians_label = label_sql(PullRequest.merged_at, granularity)
     medians = {
         (row[0], as_date(row[1])): row[2:]
-        for row in _fetch(
+        for row in raw_rows(
             prs.select(
                 PullRequest.author,
                 medians_label,
@@ -579,7 +581,7 @@ def developer_rollup(organization, period: Period, granularity: str, user=None) 
     }
     users = {
         uid: (uid, login, name)
-        for uid, login, name in _fetch(
+        for uid, login, name in raw_rows(
             User.select(User.id, User.login, User.name).where(
                 User.id.in_({uid for uid, _ in sums} | {uid for uid, _ in medians})
             )

@@ -31,27 +31,33 @@ def today() -> dt.date:
 
 def _announce(incidents: list[Incident]) -> None:
     """New incidents go to the notifications service (alert rules match on them)."""
-    for incident in incidents:
-        repo = Repository.get_by_id(incident.repository_id)
-        outbox.publish(
-            "notifications",
-            "event",
-            {
-                "type": "incident.opened",
-                "organization_id": incident.organization_id,
-                "key": f"incident.opened:{incident.kind}:{incident.source_id}",
-                "data": {
-                    "incident_id": incident.id,
-                    "kind": str(incident.kind),
-                    "title": incident.title,
-                    "opened_at": incident.opened_at.isoformat(),
-                    "repository": repo.full_name,
-                    "repository_id": repo.id,
-                    "sensitivity": str(repo.sensitivity),
-                },
-            },
-            organization=incident.organization_id,
+    if not incidents:
+        return
+    repos = {
+        repo.id: repo
+        for repo in Repository.select().where(
+            Repository.id.in_({incident.repository_id for incident in incidents})
         )
+    }
+    messages = []
+    for incident in incidents:
+        repo = repos[incident.repository_id]
+        payload = {
+            "type": "incident.opened",
+            "organization_id": incident.organization_id,
+            "key": f"incident.opened:{incident.kind}:{incident.source_id}",
+            "data": {
+                "incident_id": incident.id,
+                "kind": str(incident.kind),
+                "title": incident.title,
+                "opened_at": incident.opened_at.isoformat(),
+                "repository": repo.full_name,
+                "repository_id": repo.id,
+                "sensitivity": str(repo.sensitivity),
+            },
+        }
+        messages.append(("notifications", "event", payload, incident.organization_id))
+    outbox.publish_many(messages)
 
 
 def _repositories(organization_id: int, repository_ids: Iterable[int] | None):

@@ -31,7 +31,7 @@ from shared.models import (
     User,
     utcnow,
 )
-from shared.sql import as_date, day_of, is_postgres, percentile, seconds_between
+from shared.sql import as_date, day_of, is_postgres, percentile, raw_rows, seconds_between
 
 # A pull request's stages, each stored in PullRequest.<stage>_s.
 STAGES = ("coding", "pickup", "review", "deploy", "cycle")
@@ -152,7 +152,7 @@ def _attribute_commits_by_email(organization_id: int, period: Range) -> None:
 def _commits(org_id: int, period: Range, figures: Figures) -> None:
     day = day_of(Commit.authored_at)
     email = pw.fn.LOWER(Commit.author_email)
-    for d, repo_id, user_id, author_email, author_name, n in (
+    for d, repo_id, user_id, author_email, author_name, n in raw_rows(
         Commit.select(
             day, Commit.repository, Commit.author, email, Commit.author_name, pw.fn.COUNT(Commit.id)
         )
@@ -162,7 +162,6 @@ def _commits(org_id: int, period: Range, figures: Figures) -> None:
             & period.has(Commit.authored_at)
         )
         .group_by(day, Commit.repository, Commit.author, email, Commit.author_name)
-        .tuples()
     ):
         d = as_date(d)
         figures.count("commits", d, repo_id, user_id, n)
@@ -173,7 +172,7 @@ def _commits(org_id: int, period: Range, figures: Figures) -> None:
 
 def _pull_requests(org_id: int, period: Range, figures: Figures) -> None:
     opened = day_of(PullRequest.created_at)
-    for d, repo_id, user_id, login, n in (
+    for d, repo_id, user_id, login, n in raw_rows(
         PullRequest.select(
             opened,
             PullRequest.repository,
@@ -192,14 +191,13 @@ def _pull_requests(org_id: int, period: Range, figures: Figures) -> None:
             PullRequest.author,
             pw.fn.LOWER(PullRequest.author_login),
         )
-        .tuples()
     ):
         d = as_date(d)
         figures.count("prs_opened", d, repo_id, user_id, n)
         figures.active[d].add(("user", user_id) if user_id else ("login", login))
 
     merged = day_of(PullRequest.merged_at)
-    for d, repo_id, user_id, n, additions, deletions in (
+    for d, repo_id, user_id, n, additions, deletions in raw_rows(
         PullRequest.select(
             merged,
             PullRequest.repository,
@@ -214,7 +212,6 @@ def _pull_requests(org_id: int, period: Range, figures: Figures) -> None:
             & period.has(PullRequest.merged_at)
         )
         .group_by(merged, PullRequest.repository, PullRequest.author)
-        .tuples()
     ):
         d = as_date(d)
         figures.count("prs_merged", d, repo_id, user_id, n)
@@ -223,7 +220,7 @@ def _pull_requests(org_id: int, period: Range, figures: Figures) -> None:
         figures.count("deletions", d, repo_id, user_id, deletions)
 
     closed = day_of(PullRequest.closed_at)
-    for d, repo_id, n in (
+    for d, repo_id, n in raw_rows(
         PullRequest.select(closed, PullRequest.repository, pw.fn.COUNT(PullRequest.id))
         .where(
             (PullRequest.organization == org_id)
@@ -232,7 +229,6 @@ def _pull_requests(org_id: int, period: Range, figures: Figures) -> None:
             & period.has(PullRequest.closed_at)
         )
         .group_by(closed, PullRequest.repository)
-        .tuples()
     ):
         figures.repository[(repo_id, as_date(d))]["prs_closed"] += n
 
@@ -250,7 +246,7 @@ def _reviews(org_id: int, period: Range, figures: Figures) -> None:
         | Review.reviewer_login.is_null()
         | (reviewer != pw.fn.LOWER(PullRequest.author_login))
     )
-    for d, repo_id, user_id, login, n, prs in (
+    for d, repo_id, user_id, login, n, prs in raw_rows(
         Review.select(
             day,
             PullRequest.repository,
@@ -264,33 +260,30 @@ def _reviews(org_id: int, period: Range, figures: Figures) -> None:
             human & (Review.kind == ReviewKind.REVIEW) & on_others & period.has(Review.submitted_at)
         )
         .group_by(day, PullRequest.repository, Review.reviewer, reviewer)
-        .tuples()
     ):
         d = as_date(d)
         figures.count("reviews_given", d, repo_id, user_id, n, repo_name="reviews")
         figures.count("prs_reviewed", d, None, user_id, prs, team=False)
         figures.active[d].add(("user", user_id) if user_id else ("login", login))
-    for d, repo_id, user_id, n in (
+    for d, repo_id, user_id, n in raw_rows(
         Review.select(day, PullRequest.repository, Review.reviewer, pw.fn.COUNT(Review.id))
         .join(PullRequest, on=(Review.pull_request == PullRequest.id))
         .where(human & (Review.kind == ReviewKind.REVIEW_COMMENT) & period.has(Review.submitted_at))
         .group_by(day, PullRequest.repository, Review.reviewer)
-        .tuples()
     ):
         figures.count("review_comments", as_date(d), repo_id, user_id, n)
 
 
 def _issues(org_id: int, period: Range, figures: Figures) -> None:
     opened = day_of(Issue.created_at)
-    for d, repo_id, user_id, n in (
+    for d, repo_id, user_id, n in raw_rows(
         Issue.select(opened, Issue.repository, Issue.author, pw.fn.COUNT(Issue.id))
         .where((Issue.organization == org_id) & human_issue() & period.has(Issue.created_at))
         .group_by(opened, Issue.repository, Issue.author)
-        .tuples()
     ):
         figures.count("issues_opened", as_date(d), repo_id, user_id, n)
     closed = day_of(IssueClosure.closed_at)
-    for d, repo_id, user_id, n in (
+    for d, repo_id, user_id, n in raw_rows(
         IssueClosure.select(
             closed, IssueClosure.repository, IssueClosure.closer, pw.fn.COUNT(IssueClosure.id)
         )
@@ -300,7 +293,6 @@ def _issues(org_id: int, period: Range, figures: Figures) -> None:
             & period.has(IssueClosure.closed_at)
         )
         .group_by(closed, IssueClosure.repository, IssueClosure.closer)
-        .tuples()
     ):
         figures.count("issues_closed", as_date(d), repo_id, user_id, n)
 

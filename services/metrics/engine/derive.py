@@ -59,7 +59,9 @@ class Derived:
     def add(self, *moments):
         """Note the UTC days of timestamps (as stored or as queries return them)."""
         for moment in moments:
-            if moment is not None:
+            if type(moment) is dt.datetime and moment.tzinfo is None:
+                self.days.add(moment.date())  # naive UTC, as PostgreSQL returns it
+            elif moment is not None:
                 self.days.add(PullRequest.created_at.python_value(moment).date())
 
 
@@ -251,16 +253,19 @@ def _deployed_at():
     )
 
 
-STAGES = {
-    "coding_s": lambda: seconds_between(PullRequest.ready_at, PullRequest.first_commit_at),
-    "pickup_s": lambda: seconds_between(PullRequest.first_review_at, PullRequest.ready_at),
-    "review_s": lambda: seconds_between(PullRequest.merged_at, PullRequest.first_review_at),
-    "deploy_s": lambda: seconds_between(PullRequest.deployed_at, PullRequest.merged_at),
-    "cycle_s": lambda: seconds_between(
-        pw.fn.COALESCE(PullRequest.deployed_at, PullRequest.merged_at),
-        pw.fn.COALESCE(PullRequest.first_commit_at, PullRequest.ready_at, PullRequest.created_at),
-    ),
-}
+def stage_values(row) -> dict:
+    """Each stage in seconds from a pull request's times; `row` is the table (PullRequest)
+    or the columns of a subquery that carries the same names."""
+    return {
+        "coding_s": seconds_between(row.ready_at, row.first_commit_at),
+        "pickup_s": seconds_between(row.first_review_at, row.ready_at),
+        "review_s": seconds_between(row.merged_at, row.first_review_at),
+        "deploy_s": seconds_between(row.deployed_at, row.merged_at),
+        "cycle_s": seconds_between(
+            pw.fn.COALESCE(row.deployed_at, row.merged_at),
+            pw.fn.COALESCE(row.first_commit_at, row.ready_at, row.created_at),
+        ),
+    }
 
 
 def _as_stored(field, expr):
@@ -272,16 +277,25 @@ def _as_stored(field, expr):
     return expr
 
 
-def _update_changed_at_once(repo: Repository, values: dict, derived: Derived, only_ids) -> None:
+def _update_changed_at_once(
+    repo: Repository, values: dict, derived: Derived, only_ids, source=None
+) -> None:
     """PostgreSQL: one UPDATE ... FROM (the new values, each computed once) ... RETURNING,
-    instead of a SELECT of the changed rows and an UPDATE that computes them again."""
-    rows = PullRequest.select(
-        PullRequest.id,
-        PullRequest.deployed_at.alias("old_deployed_at"),
+    instead of a SELECT of the changed rows and an UPDATE that computes them again.
+    `source`: a subquery of the repository's pull requests (with `id` and
+    `old_deployed_at`) that `values` are computed from, instead of the table itself."""
+    row = PullRequest if source is None else source.c
+    columns = [
+        row.id,
+        row.old_deployed_at if source is not None else row.deployed_at.alias("old_deployed_at"),
         *[expr.alias(f"new_{name}") for name, expr in values.items()],
-    ).where(PullRequest.repository == repo.id)
+    ]
+    if source is None:
+        rows = PullRequest.select(*columns).where(PullRequest.repository == repo.id)
+    else:
+        rows = pw.Select(from_list=[source], columns=columns)
     if only_ids is not None:
-        rows = rows.where(PullRequest.id.in_(only_ids))
+        rows = rows.where(row.id.in_(only_ids))
     rows = rows.alias("computed_values")
     changed = functools.reduce(
         operator.or_,
@@ -304,6 +318,34 @@ def _update_changed_at_once(repo: Repository, values: dict, derived: Derived, on
     for merged_at, old_deployed_at, deployed_at in query.tuples():
         # The old and the new deployment days count (lead time is by deployment day).
         derived.add(merged_at, old_deployed_at, deployed_at)
+
+
+def _update_times_and_stages_at_once(repo: Repository, derived: Derived) -> None:
+    """PostgreSQL: first_commit_at, deployed_at and the stages computed from them, in one
+    UPDATE, so a pull request whose times change is written once, not twice."""
+    times = (
+        PullRequest.select(
+            PullRequest.id,
+            PullRequest.created_at,
+            PullRequest.ready_at,
+            PullRequest.first_review_at,
+            PullRequest.merged_at,
+            PullRequest.deployed_at.alias("old_deployed_at"),
+            _first_commit_at().alias("first_commit_at"),
+            _deployed_at().alias("deployed_at"),
+        )
+        .where(PullRequest.repository == repo.id)
+        # A fence: without it the planner inlines this subquery and runs each pull
+        # request's commit and deployment lookups once per stage that uses them.
+        .offset(0)
+        .alias("times")
+    )
+    values = {
+        "first_commit_at": times.c.first_commit_at,
+        "deployed_at": times.c.deployed_at,
+        **stage_values(times.c),
+    }
+    _update_changed_at_once(repo, values, derived, None, source=times)
 
 
 def _update_changed(repo: Repository, values: dict, derived: Derived, only_ids=None) -> None:
@@ -450,28 +492,40 @@ def sync_incidents(repo: Repository, org: Organization, reverts, derived: Derive
         if key not in desired:
             derived.add(row.opened_at, row.resolved_at)
             Incident.delete_by_id(row.id)
+    new_rows = []
     for (kind, source_id), (title, opened, resolved) in desired.items():
         opened, resolved = as_utc(opened), as_utc(resolved)
         row = stored.get((kind, source_id))
         if row is None:
-            Incident.insert(
-                repository=repo.id,
-                organization=repo.organization_id,
-                kind=kind,
-                source_id=source_id,
-                title=title or "",
-                opened_at=opened,
-                resolved_at=resolved,
-            ).on_conflict_ignore().execute()
-            derived.add(opened, resolved)
-            derived.new_incidents.append(
-                Incident.get((Incident.kind == kind) & (Incident.source_id == source_id))
+            new_rows.append(
+                {
+                    "repository": repo.id,
+                    "organization": repo.organization_id,
+                    "kind": kind,
+                    "source_id": source_id,
+                    "title": title or "",
+                    "opened_at": opened,
+                    "resolved_at": resolved,
+                }
             )
+            derived.add(opened, resolved)
         elif (row.title, row.opened_at, row.resolved_at) != (title or "", opened, resolved):
             derived.add(row.opened_at, row.resolved_at, opened, resolved)
             Incident.update(title=title or "", opened_at=opened, resolved_at=resolved).where(
                 Incident.id == row.id
             ).execute()
+    if new_rows:
+        # In bulk (a first recompute of a long history opens thousands), then read back:
+        # the new ones are announced.
+        for chunk in pw.chunked(new_rows, 500):
+            Incident.insert_many(chunk).on_conflict_ignore().execute()
+        keys = {(row["kind"], row["source_id"]) for row in new_rows}
+        known = {row.id for row in stored.values()}
+        derived.new_incidents += [
+            incident
+            for incident in Incident.select().where(Incident.repository == repo.id)
+            if (incident.kind, incident.source_id) in keys and incident.id not in known
+        ]
 
 
 # Deployment verdicts ------------------------------------------------------------------
@@ -524,9 +578,14 @@ def refresh_repository(repo: Repository, pull_request_ids=()) -> Derived:
     derived = Derived()
     before = _deployment_signature(repo)
     sync_production_deployments(repo, org)
-    _update_changed(
-        repo, {"first_commit_at": _first_commit_at(), "deployed_at": _deployed_at()}, derived
-    )
+    # The stages depend on these two times and the pull request's own, not on what follows
+    # (incidents, verdicts): PostgreSQL sets all of them at once.
+    if is_postgres():
+        _update_times_and_stages_at_once(repo, derived)
+    else:
+        _update_changed(
+            repo, {"first_commit_at": _first_commit_at(), "deployed_at": _deployed_at()}, derived
+        )
     reverts = _revert_pairs(repo)
     sync_incidents(repo, org, reverts, derived)
     update_failed_verdicts(repo, reverts)
@@ -534,7 +593,8 @@ def refresh_repository(repo: Repository, pull_request_ids=()) -> Derived:
     derived.days |= {
         day for day in before.keys() | after.keys() if before.get(day) != after.get(day)
     }
-    _update_changed(repo, {name: stage() for name, stage in STAGES.items()}, derived)
+    if not is_postgres():
+        _update_changed(repo, stage_values(PullRequest), derived)
     if pull_request_ids:
         for created, merged, closed, deployed in (
             PullRequest.select(
