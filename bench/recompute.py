@@ -235,6 +235,8 @@ def incremental_once(org_id: int) -> float:
             "repository_ids": [pr.repository_id],
             "dates": [day.isoformat()],
             "pull_request_ids": [pr.id],
+            # What the activity service's message says of a review comment's batch.
+            "event_types": ["pull_request_review_comment"],
         }
     )
     with history_ends_today(), lib.stopwatch() as elapsed:

@@ -35,6 +35,7 @@ class History:
         self.repo = self.add_repository(repo, repo_settings)
         self.touched_days: set[dt.date] = set()
         self.touched_prs: set[int] = set()
+        self.event_types: set[str] = set()
 
     def add_repository(self, full_name, settings=None) -> Repository:
         return Repository.create(
@@ -44,15 +45,20 @@ class History:
     def user(self, login: str) -> User | None:
         return known_developer(login, bot=login.endswith("[bot]"))
 
-    def _touch(self, *moments, pr=None):
+    def _touch(self, *moments, pr=None, event_type):
         self.touched_days |= {m.date() for m in moments if m is not None}
         if pr is not None:
             self.touched_prs.add(pr.id)
+        self.event_types.add(event_type)
 
     def take_changes(self) -> dict:
         """What an activity.changed message would carry since the last call."""
-        changes = {"dates": sorted(self.touched_days), "pull_request_ids": sorted(self.touched_prs)}
-        self.touched_days, self.touched_prs = set(), set()
+        changes = {
+            "dates": sorted(self.touched_days),
+            "pull_request_ids": sorted(self.touched_prs),
+            "event_types": sorted(self.event_types),
+        }
+        self.touched_days, self.touched_prs, self.event_types = set(), set(), set()
         return changes
 
     def commit(self, sha, author, authored, *, branch="main", pushed=None, email=None, repo=None):
@@ -70,7 +76,7 @@ class History:
             branch=branch,
             pushed_at=at(pushed) if pushed else at(authored),
         )
-        self._touch(at(authored))
+        self._touch(at(authored), event_type="push")
 
     def pr(
         self,
@@ -119,7 +125,7 @@ class History:
         )
         for sha in listed:
             PullRequestCommit.create(pull_request=pr, sha=sha)
-        self._touch(at(created), ready_at, merged_at, closed_at, pr=pr)
+        self._touch(at(created), ready_at, merged_at, closed_at, pr=pr, event_type="pull_request")
         return pr
 
     def review(self, pr, reviewer, when, *, state="APPROVED", kind="REVIEW"):
@@ -135,7 +141,8 @@ class History:
             submitted_at=at(when),
         )
         refresh_review_times(PullRequest.get_by_id(pr.id))
-        self._touch(at(when), pr=pr)
+        event_type = "pull_request_review" if kind == "REVIEW" else "pull_request_review_comment"
+        self._touch(at(when), pr=pr, event_type=event_type)
 
     def deployment(
         self,
@@ -161,7 +168,7 @@ class History:
             status_at=at(finished) if finished else None,
             finished_at=at(finished) if finished else None,
         )
-        self._touch(at(created), at(finished) if finished else None)
+        self._touch(at(created), at(finished) if finished else None, event_type="deployment")
 
     def issue(self, number, author, created, *, labels=(), closed=None, closer=None, repo=None):
         issue = Issue.create(
@@ -185,5 +192,5 @@ class History:
                 closer_login=closer,
                 closer_is_bot=bool(closer and closer.endswith("[bot]")),
             )
-        self._touch(at(created), at(closed) if closed else None)
+        self._touch(at(created), at(closed) if closed else None, event_type="issues")
         return issue

@@ -43,6 +43,8 @@ from shared.models import (
     PullRequest,
     Repository,
     RepositoryStats,
+    Review,
+    ReviewKind,
     TeamMetric,
     User,
 )
@@ -87,7 +89,7 @@ def build(history: History, recompute_each_step: bool = False):
         additions=100,
         deletions=20,
     ).where(PullRequest.id == pr1.id).execute()
-    h._touch(at("2026-03-02 14:00"), pr=pr1)
+    h._touch(at("2026-03-02 14:00"), pr=pr1, event_type="pull_request")
     step()
     h.deployment("2026-03-02 15:00", "SUCCESS", "2026-03-02 15:30")
     Issue_closed = "2026-03-02 17:00"
@@ -103,13 +105,13 @@ def build(history: History, recompute_each_step: bool = False):
         closer=h.user("alice"),
         closer_login="alice",
     )
-    h._touch(at(Issue_closed))
+    h._touch(at(Issue_closed), event_type="issues")
     step()
     h.commit("c5", None, "2026-03-03 08:00", email="dev@outside.example", pushed="2026-03-03 08:01")
     PullRequest.update(ready_at=at("2026-03-03 09:00"), draft=False).where(
         PullRequest.id == pr2.id
     ).execute()
-    h._touch(at("2026-03-03 09:00"), pr=pr2)
+    h._touch(at("2026-03-03 09:00"), pr=pr2, event_type="pull_request")
     step()
     h.review(pr2, "alice", "2026-03-03 10:00")
     h.issue(11, "alice", "2026-03-03 10:00")
@@ -120,7 +122,7 @@ def build(history: History, recompute_each_step: bool = False):
         additions=7,
         deletions=3,
     ).where(PullRequest.id == pr2.id).execute()
-    h._touch(at("2026-03-03 11:00"), pr=pr2)
+    h._touch(at("2026-03-03 11:00"), pr=pr2, event_type="pull_request")
     step()
     h.deployment("2026-03-03 11:00", "SUCCESS", "2026-03-03 11:30", environment="staging")
     h.deployment("2026-03-03 12:00", "FAILURE", "2026-03-03 12:10")
@@ -494,3 +496,61 @@ def test_the_team_rollup_by_day_is_the_stored_daily_rows(tx):
     assert by_day[dt.date(2026, 3, 2)]["prs_merged"] == 1
     assert by_day[dt.date(2026, 3, 3)]["change_failure_rate"] == 0.5
     assert by_day[dt.date(2026, 2, 28)]["commits"] == 0
+
+
+def test_a_review_rederives_only_its_pull_request_and_a_push_the_whole_repository(history):
+    """A change made of pull-request-local events (a review) re-derives the pull requests it
+    names (and their branches'), not the others; a push re-derives every one."""
+    # A stale value on another pull request: only a whole-repository refresh repairs it.
+    PullRequest.update(first_commit_at=at("2026-01-01 00:00")).where(
+        PullRequest.number == 4
+    ).execute()
+    Review.create(
+        pull_request=pr(6),
+        organization=history.org,
+        kind=ReviewKind.REVIEW,
+        github_id=990_001,
+        reviewer_login="bob",
+        submitted_at=at("2026-03-04 11:30"),
+        state="COMMENTED",
+    )
+    PullRequest.update(first_review_at=at("2026-03-04 11:30")).where(
+        PullRequest.number == 6
+    ).execute()
+    engine.recompute(
+        history.org.id,
+        repository_ids=[history.repo.id],
+        dates=[dt.date(2026, 3, 4)],
+        pull_request_ids=[pr(6).id],
+        event_types=["pull_request_review"],
+    )
+    assert pr(6).pickup_s == 0.5 * H  # ready 11:00, first review 11:30
+    assert pr(4).first_commit_at == at("2026-01-01 00:00")  # left alone
+    engine.recompute(
+        history.org.id,
+        repository_ids=[history.repo.id],
+        dates=[dt.date(2026, 3, 4)],
+        event_types=["push"],
+    )
+    assert pr(4).first_commit_at is None  # no commit on its branch: repaired
+
+
+def test_a_merge_that_adds_a_production_deployment_rederives_the_whole_repository(tx):
+    """With merges as the deployment source, merging one pull request deploys the others
+    merged before it: even a pull-request-local change re-derives the repository then."""
+    h = History(repo_settings={"deployment_source": "merges"})
+    h.pr(1, "alice", "2026-04-01 09:00", base="develop", merged="2026-04-01 10:00")
+    h.pr(2, "bob", "2026-04-02 09:00")
+    engine.recompute_full(h.org.id)
+    assert pr(1).deployed_at is None  # merged into another branch: no deployment
+    # Another stale value the merge's refresh must repair.
+    PullRequest.update(first_commit_at=at("2026-01-01 00:00")).where(
+        PullRequest.number == 2
+    ).execute()
+    h.take_changes()
+    h.pr(3, "carol", "2026-04-03 09:00", merged="2026-04-03 10:00")
+    changes = h.take_changes()
+    assert changes["event_types"] == ["pull_request"]
+    engine.recompute(h.org.id, repository_ids=[h.repo.id], **changes)
+    assert pr(3).deployed_at == at("2026-04-03 10:00")
+    assert pr(2).first_commit_at is None

@@ -26,12 +26,18 @@ def daily_team_metrics(organization, start: dt.date | None, end: dt.date | None)
 
 def on_activity_changed(payload: dict, message_id: str) -> None:
     """Inbox handler for `activity.changed` {organization_id, repository_id, dates,
-    pull_request_ids}: one recompute job, applied once (the inbox dedupes messages)."""
+    pull_request_ids, event_types (optional: the webhook events behind it)}: one recompute
+    job, applied once (the inbox dedupes messages)."""
     try:
         org_id = int(payload["organization_id"])
         repo_id = int(payload["repository_id"])
         days = sorted({dt.date.fromisoformat(d) for d in payload["dates"]})
         pr_ids = sorted({int(i) for i in payload.get("pull_request_ids") or []})
+        event_types = payload.get("event_types")
+        if event_types is not None:
+            if not all(isinstance(t, str) for t in event_types):
+                raise ValueError("event_types must be strings")
+            event_types = sorted(set(event_types))
     except (KeyError, TypeError, ValueError) as exc:
         raise MessageRejected(
             "activity.changed needs organization_id, repository_id, ISO dates "
@@ -46,6 +52,7 @@ def on_activity_changed(payload: dict, message_id: str) -> None:
             "repository_ids": [repo_id],
             "dates": [d.isoformat() for d in days],
             "pull_request_ids": pr_ids,
+            **({"event_types": event_types} if event_types is not None else {}),
         },
         dedupe_key=f"message:{message_id}",
         organization=org_id,
@@ -63,6 +70,7 @@ def run_recompute_job(job) -> None:
         repository_ids=payload.get("repository_ids"),
         dates=[dt.date.fromisoformat(d) for d in payload.get("dates") or []],
         pull_request_ids=payload.get("pull_request_ids") or [],
+        event_types=payload.get("event_types"),
     )
 
 

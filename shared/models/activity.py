@@ -156,7 +156,8 @@ class PullRequest(BaseModel):
             (("repository", "head_ref"), False),  # commits pushed to a PR's branch
             (("organization", "state"), False),
             (("organization", "created_at"), False),
-            (("organization", "closed_at"), False),  # open at the end of a day
+            # Open at the end of a day (covering: counted from the index alone).
+            (("organization", "closed_at", "author_is_bot", "created_at", "repository"), False),
             (("repository", "created_at"), False),  # a repository's first activity
             # Covering: the metrics reads (stage medians of the PRs merged, lead time of
             # those deployed, in a period) are answered from the index alone.

@@ -16,6 +16,19 @@ from shared.models import Incident, Repository, utcnow
 from shared.sql import advisory_lock, without_jit
 
 FULL_CHUNK_DAYS = 31
+# Webhook events that change only the pull requests they name (their rows, reviews and
+# comments) or issues: no commit pushed, no deployment. A change made of these alone
+# re-derives those pull requests, not the whole repository (see refresh_repository).
+PULL_REQUEST_LOCAL_EVENTS = frozenset(
+    {
+        "pull_request",
+        "pull_request_review",
+        "pull_request_review_comment",
+        "pull_request_review_thread",
+        "issue_comment",
+        "issues",
+    }
+)
 
 
 @dataclass
@@ -73,16 +86,19 @@ def recompute(
     repository_ids: Iterable[int] | None = None,
     dates: Iterable[dt.date] = (),
     pull_request_ids: Iterable[int] = (),
+    event_types: Iterable[str] | None = None,
 ) -> Recomputed:
     """Incremental: refresh the repositories' derived data, then recompute every day from
-    the earliest day touched (by the change or by what it re-derived) to today."""
+    the earliest day touched (by the change or by what it re-derived) to today.
+    `event_types`: the kinds of webhook events behind the change, when known."""
+    local = event_types is not None and set(event_types) <= PULL_REQUEST_LOCAL_EVENTS
     with db.atomic():
         advisory_lock("metrics", organization_id)
         without_jit()
         days = set(dates)
         new_incidents = []
         for repo in _repositories(organization_id, repository_ids):
-            derived = refresh_repository(repo, pull_request_ids)
+            derived = refresh_repository(repo, pull_request_ids, local=local)
             days |= derived.days
             new_incidents += derived.new_incidents
         _announce(new_incidents)

@@ -301,7 +301,8 @@ def _open_at_end_of_day(model, where, org_id: int, period: Range, days, name, fi
     """Open at the end of each day = opened before the next midnight and not closed by
     then: the count before the range, then each day's openings minus closings."""
     before = dict(
-        model.select(model.repository, pw.fn.COUNT(model.id))
+        # COUNT(1): pull requests' covering closed_at index answers without the table.
+        model.select(model.repository, pw.fn.COUNT(1))
         .where(
             (model.organization == org_id)
             & where

@@ -145,9 +145,11 @@ def _deployment_signature(repo: Repository) -> dict:
     }
 
 
-def sync_production_deployments(repo: Repository, org: Organization) -> None:
+def sync_production_deployments(repo: Repository, org: Organization) -> bool:
+    """Bring the repository's production deployments in line with its deployment source;
+    true when a row was added, changed or removed."""
     source, query = _source_query(repo, org)
-    (
+    deleted = (
         ProductionDeployment.delete()
         .where(
             (ProductionDeployment.repository == repo.id)
@@ -159,7 +161,7 @@ def sync_production_deployments(repo: Repository, org: Organization) -> None:
         .execute()
     )
     id_, created, finished, succeeded = query.selected_columns
-    rows = query.select(
+    written = query.select(
         pw.Value(repo.organization_id),
         pw.Value(repo.id),
         pw.Value(source),
@@ -169,9 +171,9 @@ def sync_production_deployments(repo: Repository, org: Organization) -> None:
         succeeded,
         ~succeeded,  # a failed outcome is failed; a success's verdict comes later
     )
-    (
+    written = (
         ProductionDeployment.insert_from(
-            rows,
+            written,
             [
                 ProductionDeployment.organization,
                 ProductionDeployment.repository,
@@ -199,8 +201,10 @@ def sync_production_deployments(repo: Repository, org: Organization) -> None:
                 ],
             ),
         )
+        .as_rowcount()
         .execute()
     )
+    return bool(deleted or written)
 
 
 # Pull requests ------------------------------------------------------------------------
@@ -320,9 +324,12 @@ def _update_changed_at_once(
         derived.add(merged_at, old_deployed_at, deployed_at)
 
 
-def _update_times_and_stages_at_once(repo: Repository, derived: Derived) -> None:
+def _update_times_and_stages_at_once(repo: Repository, derived: Derived, only_ids=None) -> None:
     """PostgreSQL: first_commit_at, deployed_at and the stages computed from them, in one
     UPDATE, so a pull request whose times change is written once, not twice."""
+    scope = PullRequest.repository == repo.id
+    if only_ids is not None:
+        scope &= PullRequest.id.in_(only_ids)
     times = (
         PullRequest.select(
             PullRequest.id,
@@ -334,7 +341,7 @@ def _update_times_and_stages_at_once(repo: Repository, derived: Derived) -> None
             _first_commit_at().alias("first_commit_at"),
             _deployed_at().alias("deployed_at"),
         )
-        .where(PullRequest.repository == repo.id)
+        .where(scope)
         # A fence: without it the planner inlines this subquery and runs each pull
         # request's commit and deployment lookups once per stage that uses them.
         .offset(0)
@@ -571,20 +578,47 @@ def update_failed_verdicts(repo: Repository, reverts: list[tuple]) -> None:
 # All of it ----------------------------------------------------------------------------
 
 
-def refresh_repository(repo: Repository, pull_request_ids=()) -> Derived:
+def _same_branch(repo: Repository, pull_request_ids) -> list[int]:
+    """The pull requests and those from the same head branches: a pull request's first
+    commit depends on when an earlier one from its branch was closed."""
+    heads = PullRequest.select(PullRequest.head_ref).where(
+        (PullRequest.repository == repo.id) & PullRequest.id.in_(list(pull_request_ids))
+    )
+    return [
+        pr_id
+        for (pr_id,) in PullRequest.select(PullRequest.id)
+        .where((PullRequest.repository == repo.id) & PullRequest.head_ref.in_(heads))
+        .tuples()
+    ]
+
+
+def refresh_repository(repo: Repository, pull_request_ids=(), *, local=False) -> Derived:
     """Bring the repository's derived data up to date; returns the days it touched
-    (plus those of `pull_request_ids`, whose activity changed)."""
+    (plus those of `pull_request_ids`, whose activity changed).
+
+    `local`: the change was to these pull requests' own rows, reviews and comments, or to
+    issues (no commit pushed, no deployment): unless it changed the production deployments
+    (through a merge, say), no other pull request's times can move, so only these and
+    those from their branches are re-derived, not the whole repository."""
     org = Organization.get_by_id(repo.organization_id)
     derived = Derived()
     before = _deployment_signature(repo)
-    sync_production_deployments(repo, org)
+    deployments_changed = sync_production_deployments(repo, org)
+    only_ids = None
+    if local and not deployments_changed:
+        only_ids = _same_branch(repo, pull_request_ids) if pull_request_ids else []
     # The stages depend on these two times and the pull request's own, not on what follows
     # (incidents, verdicts): PostgreSQL sets all of them at once.
-    if is_postgres():
-        _update_times_and_stages_at_once(repo, derived)
+    if only_ids == []:
+        pass
+    elif is_postgres():
+        _update_times_and_stages_at_once(repo, derived, only_ids)
     else:
         _update_changed(
-            repo, {"first_commit_at": _first_commit_at(), "deployed_at": _deployed_at()}, derived
+            repo,
+            {"first_commit_at": _first_commit_at(), "deployed_at": _deployed_at()},
+            derived,
+            only_ids,
         )
     reverts = _revert_pairs(repo)
     sync_incidents(repo, org, reverts, derived)
@@ -593,8 +627,8 @@ def refresh_repository(repo: Repository, pull_request_ids=()) -> Derived:
     derived.days |= {
         day for day in before.keys() | after.keys() if before.get(day) != after.get(day)
     }
-    if not is_postgres():
-        _update_changed(repo, stage_values(PullRequest), derived)
+    if not is_postgres() and only_ids != []:
+        _update_changed(repo, stage_values(PullRequest), derived, only_ids)
     if pull_request_ids:
         for created, merged, closed, deployed in (
             PullRequest.select(
