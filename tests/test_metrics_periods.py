@@ -533,6 +533,7 @@ def test_developer_rollup_sums_each_developers_days(org):
         )
     for cycle in (100, 300):
         pr(org, author=alice, login="alice-d", merged_at=at("2026-03-04"), cycle_s=cycle)
+    pr(org, author=alice, login="alice-d", merged_at=at("2026-03-10"), cycle_s=50)
 
     rows = periods.developer_rollup(org, days("2026-03-02", "2026-03-15"), "week")
     assert [(r["period_start"].isoformat(), r["user"]["login"], r["commits"]) for r in rows] == [
@@ -542,6 +543,11 @@ def test_developer_rollup_sums_each_developers_days(org):
     ]
     assert rows[0]["user"] == {"id": alice.id, "login": "alice-d", "name": "Alice D"}
     assert rows[0]["cycle_time_median_s"] == 200.0 and rows[1]["cycle_time_median_s"] is None
+    # Medians are computed for the page asked for: any page gives the same rows as the whole.
+    whole = list(rows)
+    assert [r["cycle_time_median_s"] for r in whole] == [200.0, None, 50.0]
+    assert rows[2:] == whole[2:] and rows[1:3] == whole[1:3] and rows[2] == whole[2]
+    assert len(rows) == 3 and rows[5:] == []
     only_bob = periods.developer_rollup(org, days("2026-03-02", "2026-03-15"), "week", bob)
     assert [r["commits"] for r in only_bob] == [8]
     # By login (case-insensitive) or id; a member with no metrics is still a developer.

@@ -524,8 +524,9 @@ def _dora_by_period(organization, period, granularity, repository) -> dict:
 
 class LazyRows(Sequence):
     """Rows built only when read: the API pages through thousands of (developer, week)
-    keys but shows a hundred, so each row dict is made for the page alone (a CSV export
-    reads them all)."""
+    keys but shows a hundred, so the figures that are costly to compute and each row dict
+    are made for the page alone (a CSV export reads them all). `build(keys)` returns the
+    rows of those keys, in order."""
 
     def __init__(self, keys: list, build):
         self._keys = keys
@@ -536,8 +537,12 @@ class LazyRows(Sequence):
 
     def __getitem__(self, index):
         if isinstance(index, slice):
-            return [self._build(key) for key in self._keys[index]]
-        return self._build(self._keys[index])
+            keys = self._keys[index]
+            return self._build(keys) if keys else []
+        return self._build([self._keys[index]])[0]
+
+    def __iter__(self):
+        return iter(self._build(self._keys) if self._keys else [])
 
 
 DEVELOPER_STAGES = ("cycle", "coding", "pickup", "review")
@@ -568,40 +573,67 @@ def developer_rollup(organization, period: Period, granularity: str, user=None) 
         query = query.where(DeveloperMetric.user == user)
         prs = prs.where(PullRequest.author == user)
     sums = {(row[0], as_date(row[1])): row[2:] for row in raw_rows(query)}
-    medians_label = label_sql(PullRequest.merged_at, granularity)
-    medians = {
-        (row[0], as_date(row[1])): row[2:]
-        for row in raw_rows(
-            prs.select(
-                PullRequest.author,
-                medians_label,
-                *[percentile(_stage_column(stage), 0.5) for stage in DEVELOPER_STAGES],
-            ).group_by(PullRequest.author, medians_label)
+    merged_label = label_sql(PullRequest.merged_at, granularity)
+    # Which (author, period) have merged pull requests: from the index alone; their medians
+    # (a sort per group and stage) are computed for the rows of the page only.
+    with_prs = {
+        (uid, as_date(day))
+        for uid, day in raw_rows(
+            prs.select(PullRequest.author, merged_label).group_by(PullRequest.author, merged_label)
         )
     }
     users = {
         uid: (uid, login, name)
         for uid, login, name in raw_rows(
             User.select(User.id, User.login, User.name).where(
-                User.id.in_({uid for uid, _ in sums} | {uid for uid, _ in medians})
+                User.id.in_({uid for uid, _ in sums} | {uid for uid, _ in with_prs})
             )
         )
     }
     no_counts = (0,) * len(DEVELOPER_COUNTERS)
     no_medians = (None,) * len(DEVELOPER_STAGES)
 
-    def build(key) -> dict:
-        uid, label = key
-        _id, login, name = users[uid]
-        row = _row_for(period, label, granularity)
-        row["user"] = {"id": uid, "login": login, "name": name}
-        counts = sums.get(key, no_counts)
-        row.update({c: int(v or 0) for c, v in zip(DEVELOPER_COUNTERS, counts, strict=True)})
-        values = medians.get(key, no_medians)
-        row.update({f"{s}_time_median_s": v for s, v in zip(DEVELOPER_STAGES, values, strict=True)})
-        return row
+    def medians_of(keys) -> dict:
+        wanted = [key for key in keys if key in with_prs]
+        if not wanted:
+            return {}
+        first = min(day for _, day in wanted)
+        last = _last_day_of_period(max(day for _, day in wanted), granularity)
+        span = Period(max(first, period.start), min(last, period.end))
+        return {
+            (row[0], as_date(row[1])): row[2:]
+            for row in raw_rows(
+                prs.select(
+                    PullRequest.author,
+                    merged_label,
+                    *[percentile(_stage_column(stage), 0.5) for stage in DEVELOPER_STAGES],
+                )
+                .where(
+                    PullRequest.author.in_({uid for uid, _ in wanted})
+                    & span.contains(PullRequest.merged_at)
+                )
+                .group_by(PullRequest.author, merged_label)
+            )
+        }
 
-    keys = sorted(sums.keys() | medians.keys(), key=lambda k: (k[1], users[k[0]][1]))
+    def build(keys) -> list[dict]:
+        medians = medians_of(keys)
+        rows = []
+        for key in keys:
+            uid, label = key
+            _id, login, name = users[uid]
+            row = _row_for(period, label, granularity)
+            row["user"] = {"id": uid, "login": login, "name": name}
+            counts = sums.get(key, no_counts)
+            row.update({c: int(v or 0) for c, v in zip(DEVELOPER_COUNTERS, counts, strict=True)})
+            values = medians.get(key, no_medians)
+            row.update(
+                {f"{s}_time_median_s": v for s, v in zip(DEVELOPER_STAGES, values, strict=True)}
+            )
+            rows.append(row)
+        return rows
+
+    keys = sorted(sums.keys() | with_prs, key=lambda k: (k[1], users[k[0]][1]))
     return LazyRows(keys, build)
 
 
