@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import uuid
 
-import peewee as pw
-
 from shared import jobs
 from shared.config import SERVICES
 from shared.http import ServiceClient, ServiceUnavailable
 from shared.models import Job, utcnow
+from shared.sql import insert_rows
 
 QUEUE = "outbox"
 
@@ -55,8 +54,7 @@ def publish_many(messages) -> None:
     for destination, topic, payload, organization in messages:
         message = _message(destination, topic, payload)
         rows.append(jobs.job_row(QUEUE, message, message["id"], organization, now, MAX_ATTEMPTS))
-    for chunk in pw.chunked(rows, 500):
-        Job.insert_many(chunk).execute()
+    insert_rows(Job, rows)
 
 
 def deliver(job: Job) -> None:

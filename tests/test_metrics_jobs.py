@@ -35,6 +35,12 @@ def test_an_activity_message_becomes_one_recompute_job_applied_once(tx):
         logic.on_activity_changed({"organization_id": h.org.id, "dates": []}, "m-2")
     with pytest.raises(MessageRejected):
         logic.on_activity_changed({**message, "dates": ["yesterday"]}, "m-3")
+    with pytest.raises(MessageRejected, match="event_types"):
+        logic.on_activity_changed({**message, "event_types": [7]}, "m-4")
+    # The event types behind a change reach the job (the engine narrows by them).
+    logic.on_activity_changed({**message, "event_types": ["pull_request_review"] * 2}, "m-5")
+    job = Job.get(Job.dedupe_key == "message:m-5")
+    assert job.payload["event_types"] == ["pull_request_review"]
 
 
 def test_the_scheduled_pass_runs_once_per_slot_for_today_and_yesterday(tx):

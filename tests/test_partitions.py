@@ -73,7 +73,9 @@ def test_migration_on_populated_tables_keeps_every_row(fresh_database_url):
     with pytest.raises(Exception, match="append-only"), database.atomic():
         database.execute_sql("TRUNCATE audit_logs_2026_01")
 
-    migrations.rollback(database)
+    # Back to before the partitioning (undoing the migrations that came after it too).
+    while migrations.rollback(database) != "009_partition_event_tables":
+        pass
 
     assert sorted(
         database.execute_sql("SELECT id, delivery_id, received_at FROM events").fetchall()

@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import contextvars
 import datetime as dt
+import json
 import logging
 import re
 from collections import defaultdict
 from contextlib import contextmanager
 
+import orjson
 import peewee as pw
+import psycopg2.extras
 
 from shared import jobs, outbox
 from shared.database import db
@@ -39,6 +42,7 @@ from shared.models import (
     User,
     utcnow,
 )
+from shared.sql import insert_rows, is_postgres
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +70,9 @@ class Changes:
     def __init__(self):
         self.days: dict[tuple[int, int], set[str]] = defaultdict(set)
         self.pull_requests: dict[tuple[int, int], set[int]] = defaultdict(set)
+        # The webhook event types behind each (organization, repository)'s changes, when
+        # every change came through `handling` (the backfill's do not: no types are sent).
+        self.event_types: dict[tuple[int, int], set[str]] = defaultdict(set)
         self.events: dict[str, dict] = {}  # event key -> message for the notifications service
         # (organization, pull request id, head sha) to review for risk (metrics service)
         self.reviews: set[tuple[int, int, str]] = set()
@@ -83,6 +90,11 @@ class Changes:
                 **data,
             },
         }
+
+    def handling(self, repo: Repository, event_type: str) -> None:
+        """An event of this type is about to be applied (before its handler, so whatever
+        it touches is known to come from such an event)."""
+        self.event_types[(repo.organization_id, repo.id)].add(event_type)
 
     def touch(self, repo: Repository, *moments, pull_request: PullRequest | None = None):
         key = (repo.organization_id, repo.id)
@@ -110,6 +122,12 @@ class Changes:
                         "repository_id": repo_id,
                         "dates": sorted(days),
                         "pull_request_ids": sorted(self.pull_requests.get((org_id, repo_id), ())),
+                        # What the metrics service may narrow its re-derivation by.
+                        **(
+                            {"event_types": sorted(self.event_types[(org_id, repo_id)])}
+                            if self.event_types.get((org_id, repo_id))
+                            else {}
+                        ),
                     },
                     org_id,
                 )
@@ -157,18 +175,25 @@ class Batch:
         # New rows, inserted as the batch ends (no event needs their id before).
         self.new_deployments: dict[tuple[str, int], Deployment] = {}
         self.new_issues: dict[tuple[int, int], Issue] = {}
+        # New pull requests get their ids at once (events name them by id), from ids taken
+        # off the table's sequence as the batch starts (PostgreSQL; else inserted at once).
+        self.new_pull_requests: dict[tuple[int, int], PullRequest] = {}
+        self.pull_request_ids: list[int] = []
         self._prefetch(events)
 
     def _prefetch(self, events):
         """The pull requests, issues and deployments the batch's events name, in one query
         each (a key the query did not return is known not to exist yet)."""
         prs, issues, deployments = set(), set(), set()
+        prs_created = set()  # the pull requests whose events create them when absent
         for event in events:
             payload = event.payload if isinstance(event.payload, dict) else {}
             repo_id = event.repository_id
             try:
                 if event.event_type in PULL_REQUEST_EVENTS:
                     prs.add((repo_id, int(payload["pull_request"]["number"])))
+                    if repo_id in self.repositories:
+                        prs_created.add((repo_id, int(payload["pull_request"]["number"])))
                 elif event.event_type == "issue_comment" and payload["issue"].get("pull_request"):
                     prs.add((repo_id, int(payload["issue"]["number"])))
                 elif event.event_type == "issues":
@@ -182,35 +207,47 @@ class Batch:
         self.pull_requests = _prefetch(PullRequest, PullRequest.repository, PullRequest.number, prs)
         self.issues = _prefetch(Issue, Issue.repository, Issue.number, issues)
         self.deployments = _prefetch(Deployment, Deployment.kind, Deployment.github_id, deployments)
+        absent = len(prs_created - {k for k, row in self.pull_requests.items() if row})
+        if absent and is_postgres():
+            # As many as may be created, in order: the same ids inserting each would take.
+            self.pull_request_ids = [
+                n
+                for (n,) in db.execute_sql(
+                    "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
+                    (PullRequest._meta.table_name, absent),
+                )
+            ]
+            self.pull_request_ids.reverse()  # popped from the end
 
     def insert_deployment(self, row: Deployment) -> None:
         row.id = Deployment.insert(**row.__data__).execute()
         self.new_deployments.pop((row.kind, row.github_id), None)
 
     def flush(self):
-        rows = [d.__data__ for d in self.new_deployments.values()]
-        for chunk in pw.chunked(rows, 500):
-            Deployment.insert_many(chunk).execute()
+        insert_rows(Deployment, [d.__data__ for d in self.new_deployments.values()])
         self.new_deployments = {}
         if self.new_issues:
-            for chunk in pw.chunked([i.__data__ for i in self.new_issues.values()], 500):
-                Issue.insert_many(chunk).execute()
+            insert_rows(Issue, [i.__data__ for i in self.new_issues.values()])
             ids = _prefetch(Issue, Issue.repository, Issue.number, set(self.new_issues))
             for key, issue in self.new_issues.items():
                 issue.id = ids[key].id
             self.new_issues = {}
-        for chunk in pw.chunked(self.commits, 500):
-            # In push order: the branch a commit was first pushed to is kept.
-            Commit.insert_many(chunk).on_conflict_ignore().execute()
+        # In push order: the branch a commit was first pushed to is kept.
+        insert_rows(Commit, self.commits, ignore=True)
         self.commits = []
+        # New pull requests as the batch's events left them (their updates included).
+        insert_rows(PullRequest, [pr.__data__ for pr in self.new_pull_requests.values()])
         for pr, updates in self.pull_request_updates.values():
-            PullRequest.update(updates).where(PullRequest.id == pr.id).execute()
+            if (pr.repository_id, pr.number) not in self.new_pull_requests:
+                PullRequest.update(updates).where(PullRequest.id == pr.id).execute()
+        self.new_pull_requests = {}
         self.pull_request_updates = {}
-        for chunk in pw.chunked(list(self.reviews.values()), 500):
-            Review.insert_many(chunk).on_conflict(
-                conflict_target=[Review.kind, Review.github_id],
-                preserve=[Review.state, Review.commit_sha],
-            ).execute()
+        insert_rows(
+            Review,
+            list(self.reviews.values()),
+            conflict_target=(Review.kind, Review.github_id),
+            preserve=(Review.state, Review.commit_sha),
+        )
         self.reviews = {}
         for kind, github_id, deleted_at in self.review_deletions:
             Review.update(deleted_at=deleted_at).where(
@@ -224,9 +261,7 @@ class Batch:
             if isinstance(row["issue"], Issue):  # an issue new in this batch: now it has an id
                 row["issue"] = row["issue"].id
         for known in (True, False):
-            rows = [row for row, has_closer in closures if has_closer is known]
-            for chunk in pw.chunked(rows, 500):
-                _closure_insert(chunk, known).execute()
+            _insert_closures([row for row, has_closer in closures if has_closer is known], known)
         self.closures = {}
 
 
@@ -238,7 +273,7 @@ def _prefetch(model, first, second, keys: set[tuple]) -> dict:
     if not keys:
         return found
     firsts, seconds = {k[0] for k in keys}, {k[1] for k in keys}
-    for row in model.select().where(first.in_(firsts) & second.in_(seconds)):
+    for row in model.select().where(among(first, firsts) & among(second, seconds)):
         key = (
             getattr(row, first.column_name)
             if first.name != first.column_name
@@ -248,6 +283,17 @@ def _prefetch(model, first, second, keys: set[tuple]) -> dict:
         if key in found:
             found[key] = row
     return found
+
+
+def among(expr, values) -> pw.Expression:
+    """`expr IN values`; on PostgreSQL as one array parameter (`= ANY(%s)`): peewee builds a
+    placeholder per value far slower than the server reads the list."""
+    values = list(values)
+    if values and is_postgres():
+        if isinstance(expr, pw.Field):  # each value as in_() converts it, not the list
+            values = [expr.db_value(value) for value in values]
+        return expr == pw.fn.ANY(pw.Value(values, converter=False, unpack=False))
+    return expr.in_(values)
 
 
 _batch: contextvars.ContextVar[Batch | None] = contextvars.ContextVar("batch", default=None)
@@ -305,14 +351,18 @@ class Developers:
         self.by_email: dict[str, User] = {}
         conditions = []
         if ids:
-            conditions.append(User.github_id.in_(ids))
+            conditions.append(among(User.github_id, ids))
         if logins:
-            conditions.append(pw.fn.LOWER(User.login).in_(logins))
+            conditions.append(among(pw.fn.LOWER(User.login), logins))
         if emails:
-            conditions.append(User.email.in_(emails))
+            conditions.append(among(User.email, emails))
         if conditions:
+            # What the handlers read of a user (a whole row is several times the work).
+            columns = (User.id, User.github_id, User.login, User.email, User.is_bot)
             for user in (
-                User.select().where(pw.reduce(pw.operator.or_, conditions)).order_by(User.id)
+                User.select(*columns)
+                .where(pw.reduce(pw.operator.or_, conditions))
+                .order_by(User.id)
             ):
                 self._remember(user)
 
@@ -553,10 +603,15 @@ def upsert_pull_request(
             # Later events of the batch must see its deferred updates.
             batch.pull_requests[key] = existing
     if existing is None and batch is not None:
-        # Known absent: a plain insert (a concurrent writer's row fails the batch's fast path).
+        # Known absent: a plain insert (a concurrent writer's row fails the batch's fast path),
+        # as the batch ends when its id could be taken now.
         fields["ready_at"] = ready_at
         existing = PullRequest(**fields)
-        existing.id = PullRequest.insert(**fields).execute()
+        if batch.pull_request_ids:
+            existing.id = batch.pull_request_ids.pop()
+            batch.new_pull_requests[key] = existing
+        else:
+            existing.id = PullRequest.insert(**fields).execute()
         batch.pull_requests[key] = existing
         return existing
     if existing is None:
@@ -850,7 +905,7 @@ def record_closure(
     }
     batch = _batch.get()
     if batch is None:
-        _closure_insert([row], bool(closer)).execute()
+        _insert_closures([row], bool(closer))
         return
     # Inserted with the batch's others: a known closer replaces an unknown one, a second
     # unknown one changes nothing (as inserting each in turn would).
@@ -859,14 +914,16 @@ def record_closure(
         batch.closures[key] = (row, bool(closer))
 
 
-def _closure_insert(rows: list[dict], known_closer: bool):
-    query = IssueClosure.insert_many(rows)
+def _insert_closures(rows: list[dict], known_closer: bool) -> None:
     if known_closer:  # a known closer replaces an unknown one (the backfill's)
-        return query.on_conflict(
-            conflict_target=[IssueClosure.issue, IssueClosure.closed_at],
-            preserve=[IssueClosure.closer, IssueClosure.closer_login, IssueClosure.closer_is_bot],
+        insert_rows(
+            IssueClosure,
+            rows,
+            conflict_target=(IssueClosure.issue, IssueClosure.closed_at),
+            preserve=(IssueClosure.closer, IssueClosure.closer_login, IssueClosure.closer_is_bot),
         )
-    return query.on_conflict_ignore()
+    else:
+        insert_rows(IssueClosure, rows, ignore=True)
 
 
 def _upsert_deployment(repo: Repository, deployment: dict) -> Deployment:
@@ -1018,20 +1075,13 @@ def process_batch(worker_id: str, limit: int = 50) -> int:
     and one status update. If any event fails there, that transaction is rolled back and the
     batch is processed again event by event, each in its own savepoint, so one bad event
     is recorded as failed without holding back the others."""
-    leased = jobs.lease(
-        Event,
-        due_events(utcnow(), limit),
-        worker_id,
-        limit=limit,
-        lease_seconds=LEASE_SECONDS,
-        running_status=EventStatus.PROCESSING,
-        order_by=(Event.received_at, Event.id),
-    )
+    leased = lease_events(worker_id, limit)
     if not leased:
         return 0
     for attempt in (1, 2, 3):
         try:
             with db.atomic():
+                plan_key_lookups()
                 _process_together(leased)
             return len(leased)
         except (pw.IntegrityError, pw.OperationalError) as exc:
@@ -1047,17 +1097,99 @@ def process_batch(worker_id: str, limit: int = 50) -> int:
             break
     changes = Changes()
     with db.atomic():
+        plan_key_lookups()
         for event in leased:
             process_one(event, changes)
         changes.publish()
     return len(leased)
 
 
-def due_events(now: dt.datetime, limit: int):
-    """Events to process: new ones, failed ones due for a retry, and ones whose worker's
-    lease ran out. Each kind's `limit` oldest are found through its own index first (an OR
-    of the three cannot walk an index in received_at order: every lease would sort every
-    pending event, so the cost of a batch would grow with the backlog)."""
+# What processing reads of an event (not the stored request headers).
+LEASED_COLUMNS = (
+    Event.id,
+    Event.event_type,
+    Event.action,
+    Event.repository,
+    Event.organization,
+    Event.payload,
+    Event.received_at,
+    Event.attempts,
+)
+
+
+def lease_events(worker_id: str, limit: int) -> list[Event]:
+    """Lease up to `limit` due events to `worker_id`, oldest first (as jobs.lease does, safe
+    with any number of concurrent workers): they become PROCESSING, locked until the lease
+    ends, with one more attempt. Their payloads are decoded fast (fast_jsonb)."""
+    now = utcnow()
+    postgres = is_postgres()
+    with db.atomic() if postgres else db.atomic("IMMEDIATE"):
+        # Each kind's oldest by walking its (status, received_at) index, stopping at `limit`.
+        plan_key_lookups()
+        candidates = [row.id for row in due_candidates(now, limit)]
+        if not candidates:
+            return []
+        # Locked by id alone (the planner then looks up just these), and checked due again
+        # as locked: another worker's lease wins.
+        locked = Event.select(
+            Event.id, Event.received_at, Event.status, Event.next_attempt_at, Event.locked_until
+        ).where(among(Event.id, candidates))
+        if postgres:
+            locked = locked.for_update(skip_locked=True)
+        due = sorted((e for e in locked if is_due(e, now)), key=lambda e: (e.received_at, e.id))
+        ids = [e.id for e in due[:limit]]
+        if not ids:
+            return []
+        Event.update(
+            {
+                Event.status: EventStatus.PROCESSING,
+                Event.locked_by: worker_id,
+                Event.locked_until: now + dt.timedelta(seconds=LEASE_SECONDS),
+                Event.attempts: Event.attempts + 1,
+            }
+        ).where(among(Event.id, ids)).execute()
+        if postgres:
+            fast_jsonb(db.connection())
+        return list(
+            Event.select(*LEASED_COLUMNS)
+            .where(among(Event.id, ids))
+            .order_by(Event.received_at, Event.id)
+        )
+
+
+def plan_key_lookups() -> None:
+    """Until the transaction ends, neither sequential nor bitmap scans, nor JIT (PostgreSQL).
+    Every statement of this worker finds rows by key (ids, GitHub numbers, logins) or walks an
+    index for the oldest rows, yet without fresh statistics (autovacuum behind, or off; a
+    freshly loaded table has none) the planner takes a batch's IN list to match most of a
+    table and scans all of it, or matches one column of a two-column key through a bitmap
+    and filters every row of that kind, or sorts every due event to find the oldest: costs
+    that grow with the tables. A scan left with no alternative then looks costly enough to
+    JIT-compile, which takes longer than any of these short statements."""
+    if is_postgres():
+        db.execute_sql(
+            "SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off; SET LOCAL jit = off"
+        )
+
+
+def is_due(event: Event, now: dt.datetime) -> bool:
+    """Whether an event is to be processed: a new one, a failed one due for a retry, or one
+    whose worker's lease ran out."""
+    if event.status == EventStatus.PENDING:
+        return True
+    if event.status == EventStatus.FAILED:
+        return event.next_attempt_at is not None and event.next_attempt_at <= now
+    if event.status == EventStatus.PROCESSING:
+        return event.locked_until is not None and event.locked_until < now
+    return False
+
+
+def due_candidates(now: dt.datetime, limit: int):
+    """The ids of the `limit` oldest due events of each kind (is_due), each kind found
+    through its own index (an OR of the three cannot walk an index in received_at order:
+    every lease would sort every pending event, so the cost of a batch would grow with the
+    backlog). Locked by id in a statement of their own: joined to them in one, the planner
+    scans every due event to match the candidates."""
     pending = Event.status == EventStatus.PENDING
     retry = (Event.status == EventStatus.FAILED) & (Event.next_attempt_at <= now)
     expired = (Event.status == EventStatus.PROCESSING) & (Event.locked_until < now)
@@ -1070,9 +1202,38 @@ def due_events(now: dt.datetime, limit: int):
             .limit(limit)
         )
 
-    candidates = oldest(pending) + oldest(retry) + oldest(expired)  # UNION ALL
-    # The full condition again: checked on the row as locked (another worker's lease wins).
-    return (pending | retry | expired) & Event.id.in_(candidates)
+    return oldest(pending) + oldest(retry) + oldest(expired)  # UNION ALL
+
+
+def _loads(text: str):
+    """json.loads's result, mostly through orjson (twice as fast or more). What orjson
+    refuses (NaN, nesting past 1,024 levels...) json.loads decodes, and so any document in
+    which orjson found a float: it turns integers past 64 bits into floats silently."""
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+    return json.loads(text) if _has_float(value) else value
+
+
+def _has_float(value) -> bool:
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        kind = type(item)
+        if kind is dict:
+            pending.extend(item.values())
+        elif kind is list:
+            pending.extend(item)
+        elif kind is float:
+            return True
+    return False
+
+
+def fast_jsonb(connection) -> None:
+    """Decode the jsonb the connection reads with _loads (the payloads: most of a lease's
+    time went into json.loads)."""
+    psycopg2.extras.register_default_jsonb(connection, loads=_loads)
 
 
 def _process_together(leased: list[Event]) -> None:
@@ -1087,6 +1248,7 @@ def _process_together(leased: list[Event]) -> None:
             if handler is None or repo is None:
                 done[EventStatus.SKIPPED].append(event.id)  # kept raw, not modelled
                 continue
+            changes.handling(repo, event.event_type)
             handler(event, repo, event.payload, changes)
             done[EventStatus.PROCESSED].append(event.id)
         batch.flush()
@@ -1099,7 +1261,7 @@ def _process_together(leased: list[Event]) -> None:
             locked_until=None,
             processed_at=finished,
             next_attempt_at=None,
-        ).where(Event.id.in_(ids)).execute()
+        ).where(among(Event.id, ids)).execute()
     changes.publish()
 
 
@@ -1110,6 +1272,7 @@ def process_one(event: Event, changes: Changes) -> EventStatus:
         status, error = EventStatus.SKIPPED, None  # kept raw, not modelled
     else:
         try:
+            changes.handling(repo, event.event_type)
             with db.atomic():
                 handler(event, repo, event.payload, changes)
             status, error = EventStatus.PROCESSED, None

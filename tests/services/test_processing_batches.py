@@ -97,3 +97,16 @@ def test_one_bad_event_fails_alone_and_leaves_nothing_half_written(activity):
     assert Commit.select().count() == len(json.loads(push.read_bytes())["commits"])
     assert PullRequest.select().count() == 1
     assert Issue.select().count() == 0
+
+
+def test_every_sample_takes_the_batch_path(activity, monkeypatch):
+    # Falling back event by event writes the same rows: only this notices a batch path that
+    # fails on sound events (and so runs at the speed of the fallback).
+    deliver_every_sample(activity)
+
+    def one_by_one(event, changes):
+        raise AssertionError(f"batch path failed; {event.event_type} processed on its own")
+
+    monkeypatch.setattr(processing, "process_one", one_by_one)
+    drain()
+    assert Event.select().where(Event.status == EventStatus.PENDING).count() == 0

@@ -192,6 +192,10 @@ def test_every_sample_lands_in_the_right_rows_exactly_once(activity):
     }
     to_metrics = [m for m in to_metrics if m["topic"] == "activity.changed"]
     assert any(m["payload"]["dates"] for m in to_metrics)
+    # Each names the webhook event types behind it (the metrics service narrows by them).
+    stored_types = {t for (t,) in Event.select(Event.event_type).tuples()}
+    assert all(set(m["payload"]["event_types"]) <= stored_types for m in to_metrics)
+    assert {"push", "pull_request"} <= {t for m in to_metrics for t in m["payload"]["event_types"]}
     events = {m["payload"]["type"] for m in messages if m["destination"] == "notifications"}
     assert {"pull_request.opened", "pull_request.review_requested"} <= events
 

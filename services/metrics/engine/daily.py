@@ -12,9 +12,7 @@ import datetime as dt
 from collections import defaultdict
 
 import peewee as pw
-from psycopg2.extras import execute_values
 
-from shared.database import db
 from shared.models import (
     Commit,
     DeveloperMetric,
@@ -31,7 +29,14 @@ from shared.models import (
     User,
     utcnow,
 )
-from shared.sql import as_date, day_of, is_postgres, percentile, raw_rows, seconds_between
+from shared.sql import (
+    as_date,
+    day_of,
+    insert_rows,
+    percentile,
+    raw_rows,
+    seconds_between,
+)
 
 # A pull request's stages, each stored in PullRequest.<stage>_s.
 STAGES = ("coding", "pickup", "review", "deploy", "cycle")
@@ -514,28 +519,4 @@ def write(org_id: int, start: dt.date, end: dt.date, figures: Figures, firsts=No
         (RepositoryStats, repo_rows),
         (DeveloperMetric, developer_rows),
     ):
-        _insert(model, rows)
-
-
-def _insert(model, rows: list[dict]) -> None:
-    """Many rows in few statements. On PostgreSQL with psycopg2's execute_values: peewee
-    spends longer building a big INSERT than the server takes to run it (a year of
-    repository rows is thousands of rows of twenty columns)."""
-    if not rows:
-        return
-    if not is_postgres():
-        for chunk in pw.chunked(rows, 500):
-            model.insert_many(chunk).execute()
-        return
-    fields = [model._meta.fields[name] for name in rows[0]]
-    columns = ", ".join(f'"{field.column_name}"' for field in fields)
-    values = [
-        tuple(field.db_value(row[field.name]) for field in fields) for row in rows
-    ]  # fmt: skip
-    cursor = db.cursor()
-    execute_values(
-        cursor,
-        f'INSERT INTO "{model._meta.table_name}" ({columns}) VALUES %s',
-        values,
-        page_size=1000,
-    )
+        insert_rows(model, rows)

@@ -286,7 +286,7 @@ def _update_changed_at_once(
 ) -> None:
     """PostgreSQL: one UPDATE ... FROM (the new values, each computed once) ... RETURNING,
     instead of a SELECT of the changed rows and an UPDATE that computes them again.
-    `source`: a subquery of the repository's pull requests (with `id` and
+    `source`: a common table expression of the repository's pull requests (with `id` and
     `old_deployed_at`) that `values` are computed from, instead of the table itself."""
     row = PullRequest if source is None else source.c
     columns = [
@@ -311,9 +311,13 @@ def _update_changed_at_once(
             for name in values
         ],
     )
+    query = PullRequest.update(
+        {getattr(PullRequest, name): rows.c[f"new_{name}"] for name in values}
+    )
+    if source is not None:
+        query = query.with_cte(source)
     query = (
-        PullRequest.update({getattr(PullRequest, name): rows.c[f"new_{name}"] for name in values})
-        .from_(rows)
+        query.from_(rows)
         # The repository again on the updated side: joined on id alone, the planner reads
         # every pull request of every repository to find this one's.
         .where((PullRequest.id == rows.c.id) & (PullRequest.repository == repo.id) & changed)
@@ -342,10 +346,10 @@ def _update_times_and_stages_at_once(repo: Repository, derived: Derived, only_id
             _deployed_at().alias("deployed_at"),
         )
         .where(scope)
-        # A fence: without it the planner inlines this subquery and runs each pull
-        # request's commit and deployment lookups once per stage that uses them.
-        .offset(0)
-        .alias("times")
+        # Materialized once: inlined, each pull request's commit and deployment lookups
+        # would run once per stage that uses them; as a plain subquery behind a fence, a
+        # planner without statistics may run all of it again for every row it updates.
+        .cte("times", materialized=True)
     )
     values = {
         "first_commit_at": times.c.first_commit_at,
