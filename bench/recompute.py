@@ -12,7 +12,9 @@
   are checked against the engine's team rows (a figure of its own: days that differ).
 - Incremental: the recompute worker's job after one activity change (a new review comment on
   a pull request of the history's last day): `logic.run_recompute_job` with the payload
-  `on_activity_changed` enqueues (organization, repository, day, pull request).
+  `on_activity_changed` enqueues (organization, repository, day, pull request, and the event
+  type the activity service names), after a VACUUM ANALYZE as autovacuum would run after the
+  full recomputes (this server runs without autovacuum).
 
 The history ends at a fixed day; both recomputes run as if that day were today (the engine's
 `today()` is pinned to it), so the figures do not depend on the calendar date of the run.
