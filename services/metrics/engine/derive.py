@@ -608,22 +608,18 @@ def refresh_repository(repo: Repository, pull_request_ids=(), *, local=False) ->
     derived = Derived()
     before = _deployment_signature(repo)
     deployments_changed = sync_production_deployments(repo, org)
+    # None: every pull request of the repository; a list: just these (maybe none).
     only_ids = None
     if local and not deployments_changed:
         only_ids = _same_branch(repo, pull_request_ids) if pull_request_ids else []
+    rederive = only_ids != []
     # The stages depend on these two times and the pull request's own, not on what follows
     # (incidents, verdicts): PostgreSQL sets all of them at once.
-    if only_ids == []:
-        pass
-    elif is_postgres():
+    if rederive and is_postgres():
         _update_times_and_stages_at_once(repo, derived, only_ids)
-    else:
-        _update_changed(
-            repo,
-            {"first_commit_at": _first_commit_at(), "deployed_at": _deployed_at()},
-            derived,
-            only_ids,
-        )
+    elif rederive:
+        times = {"first_commit_at": _first_commit_at(), "deployed_at": _deployed_at()}
+        _update_changed(repo, times, derived, only_ids)
     reverts = _revert_pairs(repo)
     sync_incidents(repo, org, reverts, derived)
     update_failed_verdicts(repo, reverts)
@@ -631,7 +627,7 @@ def refresh_repository(repo: Repository, pull_request_ids=(), *, local=False) ->
     derived.days |= {
         day for day in before.keys() | after.keys() if before.get(day) != after.get(day)
     }
-    if not is_postgres() and only_ids != []:
+    if rederive and not is_postgres():
         _update_changed(repo, stage_values(PullRequest), derived, only_ids)
     if pull_request_ids:
         for created, merged, closed, deployed in (
