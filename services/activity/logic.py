@@ -13,7 +13,7 @@ from urllib.parse import parse_qs
 
 import peewee as pw
 
-from shared import audit, crypto
+from shared import audit, crypto, fastjson
 from shared.database import db
 from shared.errors import (
     BadRequest,
@@ -27,7 +27,7 @@ from shared.errors import (
 )
 from shared.http import ServiceClient, ServiceUnavailable
 from shared.models import Event, EventDelivery, EventStatus, Repository, Sensitivity, utcnow
-from shared.sql import is_postgres
+from shared.sql import PreparedStatement, is_postgres
 
 # The X-GitHub-* headers kept with each event (the rest of the request is not needed).
 KEPT_HEADERS = (
@@ -291,7 +291,7 @@ def parse_body(raw: bytes, content_type: str) -> dict:
                 f"unsupported content type {content_type!r}",
                 {"Content-Type": ["application/json or form-encoded"]},
             )
-        payload = json.loads(text)
+        payload = fastjson.loads(text)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         if isinstance(exc, DomainError):
             raise
@@ -301,7 +301,7 @@ def parse_body(raw: bytes, content_type: str) -> dict:
     # A `\ud800`-style escape can decode to a lone surrogate, which is not UTF-8 and cannot
     # be stored or even queried with: refuse it (the substring test keeps this off the
     # common path).
-    if "\\ud" in text.lower():
+    if "\\ud" in text or "\\uD" in text:
         try:
             json.dumps(payload, ensure_ascii=False).encode("utf-8")
         except UnicodeEncodeError:
@@ -416,7 +416,7 @@ def receive_webhook(raw: bytes, headers) -> Delivery:
         "delivery_id": delivery_id,
         "event_type": event_type,
         "action": (action or None) and action[:64],
-        "headers": {name: headers.get(name) for name in KEPT_HEADERS if headers.get(name)},
+        "headers": {name: value for name in KEPT_HEADERS if (value := headers.get(name))},
         "payload": payload,
     }
     if not is_postgres():
@@ -462,7 +462,9 @@ def receive_webhook(raw: bytes, headers) -> Delivery:
 # sequence; a redelivery conflicts on (source, hook_id, delivery_id), which is unique in
 # event_deliveries across every monthly partition of events, so it writes nothing and
 # `event_id` is NULL (a concurrent twin waits for the first to commit, then conflicts).
-STORE_EVENT_SQL = """
+STORE_EVENT = PreparedStatement(
+    "store_github_event",
+    """
 WITH repository AS (
     SELECT id, organization_id FROM repositories
     WHERE id = %(repository_id)s AND is_active
@@ -484,15 +486,15 @@ WITH repository AS (
     RETURNING id
 )
 SELECT EXISTS (SELECT 1 FROM repository), (SELECT id FROM event)
-"""
+""",
+)
 
 
 def _store_in_one_statement(
     repo: KnownRepository, event: dict, payload_text: str
 ) -> Delivery | None:
     """Store the delivery on PostgreSQL; None when the repository is no longer `repo`."""
-    repository_ok, event_id = db.execute_sql(
-        STORE_EVENT_SQL,
+    repository_ok, event_id = STORE_EVENT.execute(
         {
             **event,
             "source": "github",

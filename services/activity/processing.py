@@ -12,17 +12,15 @@ from __future__ import annotations
 
 import contextvars
 import datetime as dt
-import json
 import logging
 import re
 from collections import defaultdict
 from contextlib import contextmanager
 
-import orjson
 import peewee as pw
 import psycopg2.extras
 
-from shared import jobs, outbox
+from shared import fastjson, jobs, outbox
 from shared.database import db
 from shared.models import (
     Commit,
@@ -1205,35 +1203,10 @@ def due_candidates(now: dt.datetime, limit: int):
     return oldest(pending) + oldest(retry) + oldest(expired)  # UNION ALL
 
 
-def _loads(text: str):
-    """json.loads's result, mostly through orjson (twice as fast or more). What orjson
-    refuses (NaN, nesting past 1,024 levels...) json.loads decodes, and so any document in
-    which orjson found a float: it turns integers past 64 bits into floats silently."""
-    try:
-        value = orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return json.loads(text)
-    return json.loads(text) if _has_float(value) else value
-
-
-def _has_float(value) -> bool:
-    pending = [value]
-    while pending:
-        item = pending.pop()
-        kind = type(item)
-        if kind is dict:
-            pending.extend(item.values())
-        elif kind is list:
-            pending.extend(item)
-        elif kind is float:
-            return True
-    return False
-
-
 def fast_jsonb(connection) -> None:
-    """Decode the jsonb the connection reads with _loads (the payloads: most of a lease's
-    time went into json.loads)."""
-    psycopg2.extras.register_default_jsonb(connection, loads=_loads)
+    """Decode the jsonb the connection reads with fastjson.loads (the payloads: most of a
+    lease's time went into json.loads)."""
+    psycopg2.extras.register_default_jsonb(connection, loads=fastjson.loads)
 
 
 def _process_together(leased: list[Event]) -> None:

@@ -99,7 +99,9 @@ def kill_job_worker_and_restart(rstack, name: str, mine, timeout: float) -> int:
 def test_events_worker_killed_mid_batch(rstack):
     rstack.start("activity")
     maker = DeliveryMaker()
-    deliveries = [maker.next() for _ in range(600)]  # three batches of 200: room to retry
+    # Six batches of 200: the worker is caught between its first and its last batch, a window
+    # of five (with three, a loaded machine once missed it: all done before the first look).
+    deliveries = [maker.next() for _ in range(1_200)]
     assert {o.status for o in send_all(rstack.url("activity"), deliveries, senders=8)} == {202}
     sent = [d.delivery_id for d in deliveries]
     mine = Event.delivery_id.in_(sent)

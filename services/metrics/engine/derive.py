@@ -39,6 +39,7 @@ from shared.sql import (
     json_array_contains,
     least,
     seconds_between,
+    without_bitmap_scans,
 )
 
 DEFAULT_PRODUCTION_ENVIRONMENTS = ("production", "prod")
@@ -356,7 +357,8 @@ def _update_times_and_stages_at_once(repo: Repository, derived: Derived, only_id
         "deployed_at": times.c.deployed_at,
         **stage_values(times.c),
     }
-    _update_changed_at_once(repo, values, derived, None, source=times)
+    with without_bitmap_scans():  # the first deployment after each merge, along its index
+        _update_changed_at_once(repo, values, derived, None, source=times)
 
 
 def _update_changed(repo: Repository, values: dict, derived: Derived, only_ids=None) -> None:
