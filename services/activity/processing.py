@@ -18,6 +18,7 @@ from collections import defaultdict
 from contextlib import contextmanager
 
 import peewee as pw
+import psycopg2.errors
 import psycopg2.extras
 
 from shared import fastjson, jobs, outbox
@@ -1082,8 +1083,8 @@ def process_batch(worker_id: str, limit: int = 50) -> int:
                 plan_key_lookups()
                 _process_together(leased)
             return len(leased)
-        except (pw.IntegrityError, pw.OperationalError) as exc:
-            if isinstance(exc, pw.OperationalError) and "deadlock" not in str(exc):
+        except (pw.IntegrityError, pw.OperationalError, psycopg2.Error) as exc:
+            if not _is_conflict(exc):
                 log.info("batch retried event by event", extra={"error": repr(exc)[:500]})
                 break
             # Another worker inserted a row this batch found absent, or both locked rows in
@@ -1100,6 +1101,17 @@ def process_batch(worker_id: str, limit: int = 50) -> int:
             process_one(event, changes)
         changes.publish()
     return len(leased)
+
+
+def _is_conflict(exc: Exception) -> bool:
+    """A concurrent worker's doing, cured by running the batch again: a row it inserted that
+    this batch found absent (a unique violation), or a deadlock with it. As peewee reports
+    them, or as the driver does for statements run on its cursor (COPY, execute_values)."""
+    if isinstance(exc, pw.IntegrityError | psycopg2.IntegrityError):
+        return True
+    if isinstance(exc, psycopg2.errors.DeadlockDetected):
+        return True
+    return isinstance(exc, pw.OperationalError) and "deadlock" in str(exc)
 
 
 # What processing reads of an event (not the stored request headers).

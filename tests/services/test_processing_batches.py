@@ -4,6 +4,8 @@ and one bad event never holds back or half-writes the others."""
 
 import json
 
+import pytest
+
 from services.activity import processing
 from shared.models import (
     Commit,
@@ -15,6 +17,7 @@ from shared.models import (
     PullRequest,
     Review,
 )
+from shared.sql import is_postgres
 from tests.services import test_webhooks
 from tests.services.test_webhooks import SUPPORTED, deliver, samples
 
@@ -110,3 +113,37 @@ def test_every_sample_takes_the_batch_path(activity, monkeypatch):
     monkeypatch.setattr(processing, "process_one", one_by_one)
     drain()
     assert Event.select().where(Event.status == EventStatus.PENDING).count() == 0
+
+
+def test_a_row_another_worker_inserted_first_retries_the_batch_not_event_by_event(
+    activity, monkeypatch
+):
+    # Two workers with a backlog create the same new rows. The bulk insert (COPY, on the
+    # driver's cursor) then fails on a unique key: the batch runs again with lookups that
+    # see the other's row. Event by event, each event's savepoint would wait on the other
+    # worker's locks (a deadlock timeout per event: 20 s stalls seen with two workers).
+    if not is_postgres():
+        pytest.skip("PostgreSQL: on SQLite new pull requests are inserted at once, not by COPY")
+    opened = next(p for p in samples("pull_request") if p.name == "opened.payload.json")
+    deliver(activity, "pull_request", opened.read_bytes())
+    original_flush = processing.Batch.flush
+    raced = []
+
+    def flush_after_another_worker(batch):
+        if not raced:
+            pr = next(iter(batch.new_pull_requests.values()))
+            row = {k: v for k, v in pr.__data__.items() if k != "id"}
+            # The same GitHub id, as another worker would have inserted it.
+            PullRequest.insert({**row, "number": pr.number + 10_000}).execute()
+            raced.append(pr.github_id)
+        return original_flush(batch)
+
+    def one_by_one(event, changes):
+        raise AssertionError(f"conflict not retried; {event.event_type} processed on its own")
+
+    monkeypatch.setattr(processing.Batch, "flush", flush_after_another_worker)
+    monkeypatch.setattr(processing, "process_one", one_by_one)
+    assert processing.process_batch("test-worker", limit=200) == 1
+    assert raced
+    assert Event.get().status == EventStatus.PROCESSED
+    assert PullRequest.select().where(PullRequest.github_id == raced[0]).count() == 1
