@@ -551,12 +551,8 @@ DEVELOPER_STAGES = ("cycle", "coding", "pickup", "review")
 def developer_rollup(organization, period: Period, granularity: str, user=None) -> LazyRows:
     """One row per (developer, period) with any figure, humans only, by period then login."""
     label = label_sql(DeveloperMetric.date, granularity)
-    query = (
-        DeveloperMetric.select(
-            DeveloperMetric.user,
-            label,
-            *[fn.SUM(getattr(DeveloperMetric, c)) for c in DEVELOPER_COUNTERS],
-        )
+    metrics = (
+        DeveloperMetric.select()
         .join(User, on=(DeveloperMetric.user == User.id))
         .where(
             (DeveloperMetric.organization == organization)
@@ -564,64 +560,69 @@ def developer_rollup(organization, period: Period, granularity: str, user=None) 
             & (DeveloperMetric.date <= period.end)
             & (User.is_bot == False)  # noqa: E712
         )
-        .group_by(DeveloperMetric.user, label)
     )
     prs = _human_prs(organization).where(
         period.contains(PullRequest.merged_at) & PullRequest.author.is_null(False)
     )
     if user is not None:
-        query = query.where(DeveloperMetric.user == user)
+        metrics = metrics.where(DeveloperMetric.user == user)
         prs = prs.where(PullRequest.author == user)
-    sums = {(row[0], as_date(row[1])): row[2:] for row in raw_rows(query)}
     merged_label = label_sql(PullRequest.merged_at, granularity)
-    # Which (author, period) have merged pull requests: from the index alone; their medians
-    # (a sort per group and stage) are computed for the rows of the page only.
-    with_prs = {
-        (uid, as_date(day))
-        for uid, day in raw_rows(
-            prs.select(PullRequest.author, merged_label).group_by(PullRequest.author, merged_label)
-        )
-    }
+    # The (developer, period) keys, with daily figures or merged pull requests, in one
+    # round trip and from the indexes: the sums and medians are computed for a page only.
+    with_figures = metrics.select(DeveloperMetric.user, label).group_by(DeveloperMetric.user, label)
+    with_merges = prs.select(PullRequest.author, merged_label).group_by(
+        PullRequest.author, merged_label
+    )
+    keys = {(uid, as_date(day)) for uid, day in raw_rows(with_figures | with_merges)}
     users = {
-        uid: (uid, login, name)
+        uid: (login, name)
         for uid, login, name in raw_rows(
-            User.select(User.id, User.login, User.name).where(
-                User.id.in_({uid for uid, _ in sums} | {uid for uid, _ in with_prs})
-            )
+            User.select(User.id, User.login, User.name).where(User.id.in_({uid for uid, _ in keys}))
         )
     }
     no_counts = (0,) * len(DEVELOPER_COUNTERS)
     no_medians = (None,) * len(DEVELOPER_STAGES)
 
-    def medians_of(keys) -> dict:
-        wanted = [key for key in keys if key in with_prs]
-        if not wanted:
-            return {}
-        first = min(day for _, day in wanted)
-        last = _last_day_of_period(max(day for _, day in wanted), granularity)
+    def figures_of(keys) -> tuple[dict, dict]:
+        """({key: counter sums}, {key: stage medians}) of these keys."""
+        first = min(day for _, day in keys)
+        last = _last_day_of_period(max(day for _, day in keys), granularity)
         span = Period(max(first, period.start), min(last, period.end))
-        return {
-            (row[0], as_date(row[1])): row[2:]
-            for row in raw_rows(
-                prs.select(
-                    PullRequest.author,
-                    merged_label,
-                    *[percentile(_stage_column(stage), 0.5) for stage in DEVELOPER_STAGES],
-                )
-                .where(
-                    PullRequest.author.in_({uid for uid, _ in wanted})
-                    & span.contains(PullRequest.merged_at)
-                )
-                .group_by(PullRequest.author, merged_label)
+        authors = {uid for uid, _ in keys}
+        sums = raw_rows(
+            metrics.select(
+                DeveloperMetric.user,
+                label,
+                *[fn.SUM(getattr(DeveloperMetric, c)) for c in DEVELOPER_COUNTERS],
             )
-        }
+            .where(
+                DeveloperMetric.user.in_(authors)
+                & (DeveloperMetric.date >= span.start)
+                & (DeveloperMetric.date <= span.end)
+            )
+            .group_by(DeveloperMetric.user, label)
+        )
+        medians = raw_rows(
+            prs.select(
+                PullRequest.author,
+                merged_label,
+                *[percentile(_stage_column(stage), 0.5) for stage in DEVELOPER_STAGES],
+            )
+            .where(PullRequest.author.in_(authors) & span.contains(PullRequest.merged_at))
+            .group_by(PullRequest.author, merged_label)
+        )
+        return (
+            {(row[0], as_date(row[1])): row[2:] for row in sums},
+            {(row[0], as_date(row[1])): row[2:] for row in medians},
+        )
 
     def build(keys) -> list[dict]:
-        medians = medians_of(keys)
+        sums, medians = figures_of(keys)
         rows = []
         for key in keys:
             uid, label = key
-            _id, login, name = users[uid]
+            login, name = users[uid]
             row = _row_for(period, label, granularity)
             row["user"] = {"id": uid, "login": login, "name": name}
             counts = sums.get(key, no_counts)
@@ -633,8 +634,7 @@ def developer_rollup(organization, period: Period, granularity: str, user=None) 
             rows.append(row)
         return rows
 
-    keys = sorted(sums.keys() | with_prs, key=lambda k: (k[1], users[k[0]][1]))
-    return LazyRows(keys, build)
+    return LazyRows(sorted(keys, key=lambda k: (k[1], users[k[0]][0])), build)
 
 
 def repository_rollup(
