@@ -534,20 +534,28 @@ def test_developer_rollup_sums_each_developers_days(org):
     for cycle in (100, 300):
         pr(org, author=alice, login="alice-d", merged_at=at("2026-03-04"), cycle_s=cycle)
     pr(org, author=alice, login="alice-d", merged_at=at("2026-03-10"), cycle_s=50)
+    # A week with a merged pull request and no daily row is a row of its own (zero counts).
+    carol = User.create(login="carol-d")
+    pr(org, author=carol, login="carol-d", merged_at=at("2026-03-11"), cycle_s=70)
+    pr(org, author=robot, login="robot-d", merged_at=at("2026-03-11"), cycle_s=1, bot=True)
 
     rows = periods.developer_rollup(org, days("2026-03-02", "2026-03-15"), "week")
     assert [(r["period_start"].isoformat(), r["user"]["login"], r["commits"]) for r in rows] == [
         ("2026-03-02", "alice-d", 3),
         ("2026-03-02", "bob-d", 8),
         ("2026-03-09", "alice-d", 4),
+        ("2026-03-09", "carol-d", 0),
     ]
     assert rows[0]["user"] == {"id": alice.id, "login": "alice-d", "name": "Alice D"}
     assert rows[0]["cycle_time_median_s"] == 200.0 and rows[1]["cycle_time_median_s"] is None
-    # Medians are computed for the page asked for: any page gives the same rows as the whole.
+    # Sums and medians are computed for the page asked for: any page gives the same rows as
+    # the whole.
     whole = list(rows)
-    assert [r["cycle_time_median_s"] for r in whole] == [200.0, None, 50.0]
+    assert [r["cycle_time_median_s"] for r in whole] == [200.0, None, 50.0, 70.0]
+    assert [r["commits"] for r in rows[1:3]] == [8, 4]
     assert rows[2:] == whole[2:] and rows[1:3] == whole[1:3] and rows[2] == whole[2]
-    assert len(rows) == 3 and rows[5:] == []
+    assert rows[3] == whole[3] and rows[0:1] == whole[0:1]
+    assert len(rows) == 4 and rows[5:] == []
     only_bob = periods.developer_rollup(org, days("2026-03-02", "2026-03-15"), "week", bob)
     assert [r["commits"] for r in only_bob] == [8]
     # By login (case-insensitive) or id; a member with no metrics is still a developer.
