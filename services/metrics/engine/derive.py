@@ -248,13 +248,22 @@ def _first_commit_at():
 def _deployed_at():
     """Finish of the first successful production deployment created at or after the
     merge."""
-    return ProductionDeployment.select(pw.fn.MIN(ProductionDeployment.finished_at)).where(
-        (ProductionDeployment.repository == PullRequest.repository)
-        & ProductionDeployment.succeeded
-        & (ProductionDeployment.created_at >= PullRequest.merged_at)
-        # Implied (a deployment finishes after it is created), and it lets the (repository,
-        # finished_at) index start at the merge instead of at the repository's first one.
-        & (ProductionDeployment.finished_at >= PullRequest.merged_at)
+    return (
+        ProductionDeployment.select(ProductionDeployment.finished_at)
+        .where(
+            (ProductionDeployment.repository == PullRequest.repository)
+            & ProductionDeployment.succeeded
+            & (ProductionDeployment.created_at >= PullRequest.merged_at)
+            # Implied (a deployment finishes after it is created), and it lets the
+            # (repository, finished_at) index start at the merge instead of at the
+            # repository's first one.
+            & (ProductionDeployment.finished_at >= PullRequest.merged_at)
+        )
+        # The first row along that index, not MIN(): PostgreSQL estimates one matching row
+        # per merge, keeps the aggregate, and then reads every later deployment of the
+        # repository for each pull request (about 200 each in the benchmark's history).
+        .order_by(ProductionDeployment.finished_at)
+        .limit(1)
     )
 
 
