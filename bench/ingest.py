@@ -14,7 +14,8 @@ each with a new X-GitHub-Delivery id.
 - Throughput: wrk, closed loop, 2 x workers x threads connections; ours and the limit
   alternate within each of repeats() rounds; the figure is the median of the rounds.
 - Latency: a Python open-loop generator at half of our throughput (the same rate for the
-  limit and the trivial app), latency from each request's due time; it reports the rate it
+  limit and the trivial app; six rounds, the order rotating so each server runs in each place
+  of a round twice), latency from each request's due time; it reports the rate it
   achieved and its own lag (sent - due): the trivial app's p99 and the send lag are the
   generator's floor, not the server's.
 - Integrity: every 202 counted by the generators equals the rows in `events` afterwards.
@@ -286,8 +287,15 @@ def run(results, up, found, deliveries, url, log_dir, seconds, rounds, connectio
     rate = ours / 2
     latency = {"ours": [], "limit": [], "trivial": []}
     schedule, send_lag_p99 = [], []
-    for r in range(rounds):
-        for name in ("ours", "limit", "trivial") if r % 2 == 0 else ("limit", "ours", "trivial"):
+    # The order rotates so each server runs in each place of a round equally often. This
+    # host's I/O stalls (WAL flush waits) recur about once a round (30 s), so they land on
+    # the same place of every round: on three full runs, whichever server ran first had the
+    # spiky p99, and alternating two orders over 5 rounds put ours there 3 times, the limit 2.
+    names = ("ours", "limit", "trivial")
+    latency_rounds = lib.repeats(2 * len(names), 1)
+    for r in range(latency_rounds):
+        shift = r % len(names)
+        for name in names[shift:] + names[:shift]:
             done = loadgen.open_loop(
                 up[name][0], deliveries, f"{name}-ol-{uuid.uuid4().hex[:8]}", rate, seconds
             )
@@ -355,6 +363,15 @@ def run(results, up, found, deliveries, url, log_dir, seconds, rounds, connectio
         limit_name="same rate",
         bar="<= 25 ms",
         passed=p99["ours"] <= 25,
+        note=f"median of {latency_rounds} runs, each server in each place of a round equally often",
+    )
+    results.record(
+        f"worst run's p99 latency at {rate:,.0f} events/s (open loop)",
+        max(v[1] for v in latency["ours"]),
+        "ms",
+        limit=max(v[1] for v in latency["limit"]),
+        limit_name="same runs",
+        note="for scale: the runs that met one of this host's WAL flush stalls",
     )
     results.record(
         f"generator floor: p99 latency of the trivial 204 app at {rate:,.0f}/s",
