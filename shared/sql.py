@@ -252,7 +252,8 @@ def insert_rows(
         tuple(None if v is None else f.db_value(v) for f, v in zip(fields, row, strict=True))
         for row in full
     ]
-    # As peewee's own statements do: the driver's IntegrityError etc. raised as peewee's.
+    # As peewee's own statements do: the driver's DB-API errors (IntegrityError, ...) raised
+    # as peewee's.
     with db.cursor() as cursor, pw.__exception_wrapper__:
         if not (ignore or preserve):
             text = _copy_text(values)

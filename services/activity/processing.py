@@ -1105,13 +1105,9 @@ def process_batch(worker_id: str, limit: int = 50) -> int:
 
 def _is_conflict(exc: Exception) -> bool:
     """A concurrent worker's doing, cured by running the batch again: a row it inserted that
-    this batch found absent (a unique violation), or a deadlock with it. As peewee reports
-    them, or as the driver does for statements run on its cursor (COPY, execute_values)."""
-    if isinstance(exc, pw.IntegrityError | psycopg2.IntegrityError):
-        return True
-    if isinstance(exc, psycopg2.errors.DeadlockDetected):
-        return True
-    return isinstance(exc, pw.OperationalError) and "deadlock" in str(exc)
+    this batch found absent (a unique violation: peewee's IntegrityError, insert_rows too), or
+    a deadlock with it (the driver's own error: peewee maps only the DB-API classes)."""
+    return isinstance(exc, pw.IntegrityError | psycopg2.errors.DeadlockDetected)
 
 
 # What processing reads of an event (not the stored request headers).
