@@ -60,8 +60,11 @@ def read(path: str | Path) -> list[dict]:
 
 def table(rows: list[dict]) -> str:
     def item_key(row):
+        # Items are numbered `12` or, for an issue's list, `17.4`: sort numerically.
         head = row["item"].split()[0]
-        return (int(head) if head.isdigit() else 99, row["item"], row["check"])
+        parts = head.split(".")
+        number = tuple(int(p) for p in parts) if all(p.isdigit() for p in parts) else (999,)
+        return (number, row["item"], row["check"])
 
     lines = [
         "| item | check | load held | faults survived | bad inputs tried | rows lost | result |",
