@@ -104,6 +104,7 @@ class Settings:
     github_redirect_uri: str | None = None
     github_timeout_seconds: float = 10.0
     session_days: int = 14
+    invitation_days: int = 7  # how long an invitation to an organization can be accepted
     cookie_secure: bool = False
     # Rate limits (shared/web/limits.py), in the `limits` notation. Counted per process with
     # the default in-memory storage; `redis://...` shares the counts between workers.
@@ -194,6 +195,7 @@ class Settings:
             github_redirect_uri=env.get("GITHUB_REDIRECT_URI") or None,
             github_timeout_seconds=_float_env(env, "GITHUB_TIMEOUT_SECONDS", 10.0),
             session_days=_int_env(env, "SESSION_DAYS", 14, minimum=1),
+            invitation_days=_bounded_int_env(env, "INVITATION_DAYS", 7, 1, 90),
             metrics_schedule_seconds=_int_env(env, "METRICS_SCHEDULE_SECONDS", 900, minimum=60),
             ai_review_provider=_ai_review_provider(env),
             ai_review_url=(env.get("AI_REVIEW_URL") or "").rstrip("/"),

@@ -202,3 +202,20 @@ def server_version(database=None) -> str:
     if backend_name(database) == "postgresql":
         return database.execute_sql("SHOW server_version").fetchone()[0]
     return "SQLite " + database.execute_sql("SELECT sqlite_version()").fetchone()[0]
+
+
+def serialized():
+    """A transaction for check-then-write: on SQLite an IMMEDIATE one (it takes the single
+    write lock at BEGIN, so a concurrent one waits instead of writing on a stale read); on
+    PostgreSQL an ordinary one, in which the caller locks the row its check depends on with
+    `lock_row`. Nested in a transaction, a savepoint of it."""
+    return db.atomic() if backend_name() == "postgresql" else db.atomic("IMMEDIATE")
+
+
+def lock_row(model, row_id: int) -> bool:
+    """Lock one row FOR UPDATE until the transaction ends (PostgreSQL; SQLite's IMMEDIATE
+    transaction already excludes every other writer). False when the row does not exist."""
+    query = model.select(model.id).where(model.id == row_id)
+    if backend_name() == "postgresql":
+        query = query.for_update()
+    return query.first() is not None

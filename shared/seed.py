@@ -224,6 +224,8 @@ def _seed_people(report: SeedReport) -> None:
                 "name": name,
                 "email": email,
                 "avatar_url": f"https://avatars.githubusercontent.com/u/{gid}?v=4",
+                # The demo's people have signed in (without GitHub: they hold no token).
+                "last_login_at": at(0, 0),
                 "created_at": at(0, 0),
                 "updated_at": at(0, 0),
             }
@@ -261,6 +263,12 @@ def _seed_people(report: SeedReport) -> None:
 
 
 def _seed_repositories(report: SeedReport, orgs) -> dict[str, Repository]:
+    owners = {
+        org: user
+        for user, org, role in MEMBERSHIPS
+        if role == "OWNER"  # each organization's OWNER connected its repositories
+    }
+    users = {u.login: u.id for u in User.select(User.id, User.login)}
     _insert_ignore(
         Repository,
         [
@@ -275,6 +283,8 @@ def _seed_repositories(report: SeedReport, orgs) -> dict[str, Repository]:
                 "settings": settings,
                 # A fresh random secret is only stored when the row is new.
                 "webhook_secret_encrypted": crypto.encrypt(secrets.token_hex(20)),
+                "verified_at": at(0, 0),
+                "connected_by": users[owners[org]],
                 "connected_at": at(0, 0),
                 "created_at": at(0, 0),
                 "updated_at": at(0, 0),

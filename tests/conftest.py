@@ -198,6 +198,7 @@ def fake_github(fake_github_server):
     state.rate_limit_once.clear()
     state.error502_once.clear()
     state.rest_requests.clear()
+    state.repositories.clear()
     return state
 
 

@@ -19,6 +19,10 @@ from werkzeug.serving import make_server
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared"
 SENDER = json.loads((REFERENCE / "github-webhooks/push/1.payload.json").read_text())["sender"]
+REPOSITORY = json.loads((REFERENCE / "github-api/get-repository.json").read_text())[0]["response"]
+NOT_FOUND = {"message": "Not Found", "documentation_url": "https://docs.github.com/rest"}
+# What GitHub lists for a token that can read (and push to) a repository.
+READER_PERMISSIONS = {"admin": False, "maintain": False, "push": True, "triage": True, "pull": True}
 BAD_CODE = {
     "error": "bad_verification_code",
     "error_description": "The code passed is incorrect or expired.",
@@ -141,6 +145,29 @@ class FakeGitHub:
     rate_limit_once: set = field(default_factory=set)  # paths answered 403 + reset, once
     error502_once: set = field(default_factory=set)  # paths answered 502, once
     rest_requests: list = field(default_factory=list)  # (path, query, If-None-Match)
+    # full_name (lowercase) -> (repository object, tokens that can read it, or None: anyone)
+    repositories: dict = field(default_factory=dict)
+
+    def add_repository(
+        self, full_name: str, github_id: int, *, readers=None, private: bool = True
+    ) -> dict:
+        """A repository served at /repos/{full_name}: the recorded real repository object
+        with this name and id, readable by the tokens in `readers` (GitHub answers 404 to
+        the others, as it does for a private repository they cannot see); `readers=None`
+        makes it public. Its other resources come from `rest`, for readers only."""
+        owner, name = full_name.split("/")
+        repo = copy.deepcopy(REPOSITORY)
+        repo.update(id=github_id, name=name, full_name=full_name, private=private)
+        repo["owner"] = {**repo["owner"], "login": owner}
+        self.repositories[full_name.lower()] = (repo, None if readers is None else set(readers))
+        return repo
+
+    def can_read(self, full_name: str, token: str | None) -> bool | None:
+        """Whether `token` reads a repository added with `add_repository` (None: not one)."""
+        found = self.repositories.get(full_name.lower())
+        if found is None:
+            return None
+        return found[1] is None or token in found[1]
 
     def add_user(
         self,
@@ -221,14 +248,22 @@ def make_app(state: FakeGitHub) -> Flask:
         found = _user()
         return (jsonify(found[1]), 200) if found else (jsonify(BAD_CREDENTIALS), 401)
 
+    def _token():
+        auth = request.headers.get("Authorization", "")
+        return auth.removeprefix("Bearer ").removeprefix("token ") or None
+
     @app.get("/repos/<owner>/<name>")
     def repository(owner, name):
+        readable = state.can_read(f"{owner}/{name}", _token())
+        if readable is not None:
+            if not readable:
+                return jsonify(NOT_FOUND), 404
+            repo = state.repositories[f"{owner}/{name}".lower()][0]
+            return jsonify({**repo, "permissions": READER_PERMISSIONS})
         repo = state.rest.get("repository")
         if not repo or repo["full_name"].lower() != f"{owner}/{name}".lower():
-            return jsonify(
-                {"message": "Not Found", "documentation_url": "https://docs.github.com/rest"}
-            ), 404
-        return jsonify(repo)
+            return jsonify(NOT_FOUND), 404
+        return jsonify({**repo, "permissions": READER_PERMISSIONS})
 
     @app.get("/repos/<owner>/<name>/<path:resource>")
     def rest(owner, name, resource):
@@ -237,6 +272,8 @@ def make_app(state: FakeGitHub) -> Flask:
         state.rest_requests.append(
             (resource, request.args.to_dict(), request.headers.get("If-None-Match"))
         )
+        if state.can_read(f"{owner}/{name}", _token()) is False:
+            return jsonify(NOT_FOUND), 404
         headers = {
             "X-RateLimit-Limit": "5000",
             "X-RateLimit-Remaining": "4999",

@@ -85,12 +85,14 @@ def make_pr(repo, number, author, created, **fields):
 
 
 @pytest.fixture
-def with_token(org, fake_github, monkeypatch):
-    """The org's owner signed in with GitHub (so it has a token); GitHub is the fake."""
+def with_token(org, repo, fake_github, monkeypatch):
+    """The org's owner signed in with GitHub and connected the repository (so its calls use
+    their token); GitHub is the fake."""
     for name, value in env_for(fake_github).items():
         monkeypatch.setenv(name, value)
     owner = User.create(login="owner", github_id=990100, oauth_token_encrypted=crypto.encrypt("t"))
     UserOrganization.create(user=owner, organization=org, role="OWNER")
+    Repository.update(connected_by=owner).where(Repository.id == repo.id).execute()
     return fake_github
 
 
@@ -254,8 +256,8 @@ def test_totals_only_without_a_token(org, repo, fake_github, monkeypatch):
     assert review.features["source"] == "payload_totals"
     assert review.features["fix_keywords"] == ["crash", "fix"]
     assert review.summary.endswith(
-        "Based on the pull request's totals only: the organization has no GitHub token, "
-        "so no file list."
+        "Based on the pull request's totals only: the repository has no usable GitHub token "
+        "(needs_owner_token), so no file list."
     )
 
 

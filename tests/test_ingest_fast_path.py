@@ -15,7 +15,7 @@ import pytest
 from services.activity import logic
 from shared import crypto
 from shared.database import open_database
-from shared.models import ApiKey, Event, EventDelivery, Organization, Repository
+from shared.models import ApiKey, Event, EventDelivery, Organization, Repository, utcnow
 
 SECRET = "fast-path-secret"
 GITHUB_ID = 770011
@@ -108,6 +108,7 @@ def webhooks(tx, monkeypatch):
         github_id=GITHUB_ID,
         full_name="fast/path",
         webhook_secret_encrypted=crypto.encrypt(SECRET),
+        verified_at=utcnow(),  # GitHub's API confirmed it
     )
     client = create_app({"TESTING": True, "DATABASE": tx}).test_client()
 

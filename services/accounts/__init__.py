@@ -25,12 +25,21 @@ def local_token_resolver(ttl_seconds: float):
 
 
 def create_app(config=None):
-    from services.accounts.views import audit_blp, auth, internal, keys, me_blp, members, orgs
+    from services.accounts.views import (
+        audit_blp,
+        auth,
+        internal,
+        invitations,
+        keys,
+        me_blp,
+        members,
+        orgs,
+    )
 
     return create_service_app(
         "accounts",
         config,
-        blueprints=[auth, me_blp, orgs, members, keys, audit_blp, internal],
+        blueprints=[auth, me_blp, orgs, members, invitations, keys, audit_blp, internal],
         resolve_token=local_token_resolver(Settings.from_env().introspection_cache_seconds),
         description="Users, organizations, memberships and roles, API keys, audit log.",
     )

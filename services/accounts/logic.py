@@ -12,7 +12,7 @@ import peewee as pw
 
 from shared import audit, crypto
 from shared.config import Settings
-from shared.database import db
+from shared.database import db, lock_row, serialized
 from shared.errors import (
     BadRequest,
     Conflict,
@@ -25,6 +25,8 @@ from shared.github import GitHub
 from shared.models import (
     ApiKey,
     AuditLog,
+    Invitation,
+    InvitationStatus,
     LoginLink,
     Organization,
     Plan,
@@ -329,9 +331,10 @@ def create_organization(user_id: int, name: str, slug: str | None = None, settin
 
 def update_organization(org: Organization, principal: Principal, changes: dict) -> Organization:
     """Name and settings (ADMIN+), plan (OWNER only); one audit entry per kind of change."""
-    with db.atomic():
+    with serialized():
+        lock_row(Organization, org.id)  # usage is counted and the plan changed under it
         if "plan" in changes and Plan(changes["plan"]) != org.plan:
-            if principal.kind != "session" or principal.effective_role != Role.OWNER:
+            if principal.kind != "session" or _actor_role(org, principal) != Role.OWNER:
                 raise Forbidden("only an OWNER can change the plan")
             new_plan = Plan(changes["plan"])
             _check_plan_fits(org, new_plan)
@@ -385,7 +388,18 @@ def delete_organization(org: Organization) -> None:
 # Plan limits --------------------------------------------------------------------------
 
 
+def pending_invitations(org: Organization):
+    """Invitations that can still be accepted."""
+    return Invitation.select().where(
+        (Invitation.organization == org)
+        & (Invitation.status == InvitationStatus.PENDING)
+        & (Invitation.expires_at > utcnow())
+    )
+
+
 def limits(org: Organization) -> dict:
+    """The plan's limits and what is in use. A pending invitation holds a member seat, so
+    inviting stops where accepting every invitation would still fit."""
     plan_limits = dict(PLAN_LIMITS[Plan(org.plan)])
     if org.is_personal:
         plan_limits["members"] = PERSONAL_MEMBER_LIMIT
@@ -394,7 +408,10 @@ def limits(org: Organization) -> dict:
         .where((Repository.organization == org) & (Repository.is_active == True))  # noqa: E712
         .count(),
         "members": UserOrganization.select().where(UserOrganization.organization == org).count(),
+        "invitations": pending_invitations(org).count(),
     }
+    seats = {"repositories": usage["repositories"], "members": usage["members"]}
+    seats["members"] += usage["invitations"]
     return {
         "organization_id": org.id,
         "plan": str(org.plan),
@@ -402,23 +419,33 @@ def limits(org: Organization) -> dict:
         "limits": plan_limits,
         "usage": usage,
         "can_add": {
-            kind: plan_limits[kind] is None or usage[kind] < plan_limits[kind]
+            kind: plan_limits[kind] is None or seats[kind] < plan_limits[kind]
             for kind in ("repositories", "members")
         },
     }
 
 
-def check_can_add(org: Organization, kind: str) -> None:
+def check_can_add(org: Organization, kind: str, *, accepting: bool = False) -> None:
+    """Refuse (402) one more `kind` beyond the plan. `accepting`: an invitation being
+    accepted already holds its seat, so only the members themselves count."""
     info = limits(org)
-    if not info["can_add"][kind]:
-        limit = info["limits"][kind]
+    limit = info["limits"][kind]
+    in_use = info["usage"][kind]
+    if kind == "members" and not accepting:
+        in_use += info["usage"]["invitations"]
+    if limit is not None and in_use >= limit:
         what = (
             "a personal organization"
             if org.is_personal and kind == "members"
             else (f"the {info['plan']} plan")
         )
+        pending = (
+            f", {info['usage']['invitations']} of them pending invitations"
+            if kind == "members" and not accepting and info["usage"]["invitations"]
+            else ""
+        )
         raise PlanLimitReached(
-            f"{what} allows at most {limit} {kind} ({info['usage'][kind]} in use); "
+            f"{what} allows at most {limit} {kind} ({in_use} in use{pending}); "
             "upgrade the plan to add more",
             {"limit": {kind: limit}},
         )
@@ -436,7 +463,11 @@ def _check_plan_fits(org: Organization, plan: Plan) -> None:
             )
 
 
-# Members ------------------------------------------------------------------------------
+# Members and invitations --------------------------------------------------------------
+#
+# Every check that an invariant depends on (at least one OWNER; members within the plan;
+# the actor's own role) is read under the organization's row lock, in the transaction that
+# makes the change, so concurrent requests queue instead of each passing a stale check.
 
 
 def members_of(org: Organization):
@@ -448,9 +479,21 @@ def members_of(org: Organization):
     )
 
 
-def _can_manage(actor: Principal, current: Role | None, new: Role | None) -> bool:
+def _actor_role(org: Organization, actor: Principal) -> Role:
+    """The actor's role now: a person's from their membership row (not the introspection
+    answer, which services cache for seconds); a key's from its scopes."""
+    if actor.kind != "session":
+        return actor.effective_role
+    membership = UserOrganization.get_or_none(
+        (UserOrganization.user == actor.user_id) & (UserOrganization.organization == org)
+    )
+    if membership is None:
+        raise Forbidden("you are no longer a member of this organization")
+    return Role(membership.role)
+
+
+def _can_manage(role: Role, current: Role | None, new: Role | None) -> bool:
     """OWNER manages everyone; ADMIN manages members below ADMIN, to roles below ADMIN."""
-    role = actor.effective_role
     if role == Role.OWNER:
         return True
     if role != Role.ADMIN:
@@ -459,36 +502,242 @@ def _can_manage(actor: Principal, current: Role | None, new: Role | None) -> boo
     return all(r is None or ROLE_RANK[r] < below_admin for r in (current, new))
 
 
-def add_member(org: Organization, actor: Principal, *, login=None, email=None, role=Role.MEMBER):
+def invite(
+    org: Organization,
+    actor: Principal,
+    *,
+    login=None,
+    email=None,
+    role=Role.MEMBER,
+    settings: Settings | None = None,
+) -> Invitation:
+    """Offer membership to a GitHub login or an e-mail address. Nobody becomes a member
+    without accepting; the invitation holds a member seat until it is answered or expires."""
+    settings = settings or Settings.from_env()
     role = Role(role)
-    if not _can_manage(actor, None, role):
-        raise Forbidden(f"your role cannot add a member as {role}")
-    if login:
-        user = User.get_or_none(pw.fn.LOWER(User.login) == login.lower())
-        who = f"GitHub login {login!r}"
-    else:
-        user = User.get_or_none(User.email == email.lower())
-        who = f"e-mail {email!r}"
-    if user is None:
-        raise NotFound(f"no DevMetrics user with {who}: they must sign in with GitHub once first")
-    with db.atomic():
+    login = login.lower() if login else None
+    email = email.lower() if email else None
+    now = utcnow()
+    with serialized():
+        lock_row(Organization, org.id)
+        actor_role = _actor_role(org, actor)
+        if not _can_manage(actor_role, None, role):
+            raise Forbidden(f"your role cannot invite a member as {role}")
+        # Someone who signed in with this login: the invitation is theirs by GitHub id, so
+        # a later holder of a renamed login cannot take it.
+        known = (
+            User.select()
+            .where(
+                (pw.fn.LOWER(User.login) == login)
+                & User.github_id.is_null(False)
+                & User.last_login_at.is_null(False)
+            )
+            .first()
+            if login
+            else None
+        )
+        member = (
+            members_of(org)
+            .where(
+                (pw.fn.LOWER(User.login) == login) if login else (pw.fn.LOWER(User.email) == email)
+            )
+            .first()
+        )
+        if member is not None:
+            raise Conflict(f"{member.user.login} is already a member")
+        same = Invitation.login == login if login else Invitation.email == email
+        duplicate = pending_invitations(org).where(same).first()
+        if duplicate is not None:
+            raise Conflict(
+                f"{login or email} already has a pending invitation (id {duplicate.id}); "
+                "revoke it to invite again",
+                {"login" if login else "email": ["already invited"]},
+            )
+        check_can_add(org, "members")
+        invitation = Invitation.create(
+            organization=org,
+            login=login,
+            email=email,
+            github_id=known.github_id if known else None,
+            role=role,
+            invited_by=actor.user_id,
+            invited_by_key_id=actor.key_id,
+            created_at=now,
+            expires_at=now + dt.timedelta(days=settings.invitation_days),
+        )
+        audit.record(
+            "invitation.created",
+            organization=org,
+            target_type="invitation",
+            target_id=invitation.id,
+            metadata={"login": login, "email": email, "role": str(role)},
+        )
+    return invitation
+
+
+def invitations_of(org: Organization, status: str | None = None):
+    """The organization's invitations, newest first (`status` PENDING means still open)."""
+    query = Invitation.select().where(Invitation.organization == org)
+    if status == "EXPIRED":
+        query = query.where(
+            (Invitation.status == InvitationStatus.PENDING) & (Invitation.expires_at <= utcnow())
+        )
+    elif status == InvitationStatus.PENDING:
+        query = pending_invitations(org)
+    elif status:
+        query = query.where(Invitation.status == status)
+    return query.order_by(Invitation.created_at.desc(), Invitation.id.desc())
+
+
+def revoke_invitation(org: Organization, actor: Principal, invitation_id: int) -> Invitation:
+    with serialized():
+        lock_row(Organization, org.id)
+        invitation = Invitation.get_or_none(
+            (Invitation.id == invitation_id) & (Invitation.organization == org)
+        )
+        if invitation is None:
+            raise NotFound("no such invitation")
+        if not _can_manage(_actor_role(org, actor), None, Role(invitation.role)):
+            raise Forbidden(f"your role cannot revoke an invitation as {invitation.role}")
+        if invitation.status != InvitationStatus.PENDING:
+            raise Conflict(f"this invitation is already {str(invitation.status).lower()}")
+        invitation.status, invitation.responded_at = InvitationStatus.REVOKED, utcnow()
+        invitation.save()
+        audit.record(
+            "invitation.revoked",
+            organization=org,
+            target_type="invitation",
+            target_id=invitation.id,
+            metadata={"login": invitation.login, "email": invitation.email},
+        )
+    return invitation
+
+
+def _addressed_to(user: User):
+    """The invitations meant for `user`: by GitHub id when the invitation names one, else by
+    login, else by e-mail (both as GitHub gave them at sign-in)."""
+    mine = Invitation.github_id.is_null() & (Invitation.login == user.login.lower())
+    if user.github_id is not None:
+        mine |= Invitation.github_id == user.github_id
+    if user.email:
+        mine |= (
+            Invitation.github_id.is_null()
+            & Invitation.login.is_null()
+            & (Invitation.email == user.email.lower())
+        )
+    return mine
+
+
+def my_invitations(user_id: int):
+    """The signed-in person's open invitations, with their organizations."""
+    user = User.get_by_id(user_id)
+    return (
+        Invitation.select(Invitation, Organization)
+        .join(Organization)
+        .where(
+            _addressed_to(user)
+            & (Invitation.status == InvitationStatus.PENDING)
+            & (Invitation.expires_at > utcnow())
+        )
+        .order_by(Invitation.created_at.desc(), Invitation.id.desc())
+    )
+
+
+def _my_invitation(user: User, invitation_id: int) -> Invitation:
+    invitation = Invitation.get_or_none((Invitation.id == invitation_id) & _addressed_to(user))
+    if invitation is None:
+        raise NotFound("no such invitation")
+    return invitation
+
+
+def _still_open(invitation: Invitation) -> None:
+    if invitation.status != InvitationStatus.PENDING:
+        raise Conflict(f"this invitation was {str(invitation.status).lower()}")
+    if invitation.expires_at <= utcnow():
+        raise Conflict(
+            f"this invitation expired at {invitation.expires_at.isoformat()}; ask for a new one"
+        )
+
+
+def _inviter_still_can(org: Organization, invitation: Invitation) -> None:
+    """An invitation is worth what its sender may grant now: one from a person who left,
+    or was lowered below the role offered, or from a revoked key, no longer holds."""
+    role = Role(invitation.role)
+    if invitation.invited_by_id is not None:
+        sender = UserOrganization.get_or_none(
+            (UserOrganization.user == invitation.invited_by_id)
+            & (UserOrganization.organization == org)
+        )
+        if sender is not None and _can_manage(Role(sender.role), None, role):
+            return
+    elif invitation.invited_by_key_id is not None:
+        key = ApiKey.get_or_none(
+            (ApiKey.id == invitation.invited_by_key_id) & ApiKey.revoked_at.is_null()
+        )
+        if key is not None and _can_manage(Role.ADMIN, None, role):
+            return
+    raise Conflict("whoever sent this invitation can no longer grant it; ask for a new one")
+
+
+def accept_invitation(user_id: int, invitation_id: int) -> UserOrganization:
+    """Become a member, with the role offered, within the plan's limit."""
+    user = User.get_by_id(user_id)
+    invitation = _my_invitation(user, invitation_id)
+    with serialized():
+        lock_row(Organization, invitation.organization_id)
+        invitation = Invitation.get_by_id(invitation.id)  # as of the lock
+        org = Organization.get_by_id(invitation.organization_id)
+        _still_open(invitation)
         if (
             UserOrganization.select()
             .where((UserOrganization.organization == org) & (UserOrganization.user == user))
             .exists()
         ):
-            raise Conflict(f"{user.login} is already a member")
-        check_can_add(org, "members")
+            raise Conflict(f"you are already a member of {org.slug}")
+        _inviter_still_can(org, invitation)
+        check_can_add(org, "members", accepting=True)
+        role = Role(invitation.role)
         membership = UserOrganization.create(user=user, organization=org, role=role)
+        invitation.status, invitation.responded_at = InvitationStatus.ACCEPTED, utcnow()
+        invitation.accepted_by = user
+        invitation.save()
+        metadata = {"login": user.login, "role": str(role), "invitation_id": invitation.id}
+        audit.record(
+            "invitation.accepted",
+            organization=org,
+            actor_user=user.id,
+            target_type="invitation",
+            target_id=invitation.id,
+            metadata=metadata,
+        )
         audit.record(
             "member.added",
             organization=org,
+            actor_user=user.id,
             target_type="user",
             target_id=user.id,
-            metadata={"login": user.login, "role": str(role)},
+            metadata=metadata,
         )
-    membership.user = user
+    membership.user, membership.organization = user, org
     return membership
+
+
+def decline_invitation(user_id: int, invitation_id: int) -> Invitation:
+    user = User.get_by_id(user_id)
+    with db.atomic():
+        invitation = _my_invitation(user, invitation_id)
+        _still_open(invitation)
+        invitation.status, invitation.responded_at = InvitationStatus.DECLINED, utcnow()
+        invitation.save()
+        audit.record(
+            "invitation.declined",
+            organization=invitation.organization_id,
+            actor_user=user.id,
+            target_type="invitation",
+            target_id=invitation.id,
+            metadata={"login": user.login},
+        )
+    return invitation
 
 
 def _membership(org: Organization, user_id: int) -> UserOrganization:
@@ -513,12 +762,13 @@ def _owner_count(org: Organization) -> int:
 
 def change_role(org: Organization, actor: Principal, user_id: int, role) -> UserOrganization:
     role = Role(role)
-    with db.atomic():
+    with serialized():
+        lock_row(Organization, org.id)
         membership = _membership(org, user_id)
         old = Role(membership.role)
         if old == role:
             return membership
-        if not _can_manage(actor, old, role):
+        if not _can_manage(_actor_role(org, actor), old, role):
             raise Forbidden(f"your role cannot change a {old} to {role}")
         if old == Role.OWNER and _owner_count(org) == 1:
             raise Conflict("the last OWNER cannot be demoted; make someone else OWNER first")
@@ -535,11 +785,12 @@ def change_role(org: Organization, actor: Principal, user_id: int, role) -> User
 
 
 def remove_member(org: Organization, actor: Principal, user_id: int) -> None:
-    with db.atomic():
+    with serialized():
+        lock_row(Organization, org.id)
         membership = _membership(org, user_id)
         role = Role(membership.role)
         leaving = actor.kind == "session" and actor.user_id == user_id
-        if not leaving and not _can_manage(actor, role, None):
+        if not leaving and not _can_manage(_actor_role(org, actor), role, None):
             raise Forbidden(f"your role cannot remove a {role}")
         if role == Role.OWNER and _owner_count(org) == 1:
             raise Conflict("the last OWNER cannot be removed; make someone else OWNER first")

@@ -2,7 +2,7 @@ import zoneinfo
 
 import marshmallow as ma
 
-from shared.models import Plan, Role
+from shared.models import InvitationStatus, Plan, Role, utcnow
 from shared.permissions import SCOPES
 from shared.web.api import OrgSchema, Schema
 
@@ -109,15 +109,56 @@ class MemberSchema(Schema):
     created_at = ma.fields.DateTime(dump_only=True)
 
 
-class MemberAddSchema(Schema):
-    login = ma.fields.String(validate=ma.validate.Length(min=1, max=100))
-    email = ma.fields.Email()
+class InvitationCreateSchema(Schema):
+    login = ma.fields.String(
+        validate=ma.validate.Length(min=1, max=100), metadata={"description": "GitHub login"}
+    )
+    email = ma.fields.Email(validate=ma.validate.Length(max=320))
     role = ma.fields.String(load_default="MEMBER", validate=ma.validate.OneOf(ROLES))
 
     @ma.validates_schema
     def one_of_login_or_email(self, data, **kwargs):
         if bool(data.get("login")) == bool(data.get("email")):
             raise ma.ValidationError("give exactly one of login or email", field_name="login")
+
+
+def _invitation_status(invitation) -> str:
+    expired = invitation.status == InvitationStatus.PENDING and invitation.expires_at <= utcnow()
+    return "EXPIRED" if expired else str(invitation.status)
+
+
+INVITATION_STATUSES = [s.value for s in InvitationStatus] + ["EXPIRED"]
+
+
+class InvitationSchema(Schema):
+    id = ma.fields.Integer(dump_only=True)
+    login = ma.fields.String(dump_only=True, allow_none=True)
+    email = ma.fields.String(dump_only=True, allow_none=True)
+    role = ma.fields.String(dump_only=True)
+    status = ma.fields.Function(
+        _invitation_status,
+        dump_only=True,
+        metadata={"description": "PENDING, ACCEPTED, DECLINED, REVOKED or EXPIRED"},
+    )
+    invited_by = ma.fields.Integer(attribute="invited_by_id", dump_only=True, allow_none=True)
+    accepted_by = ma.fields.Integer(attribute="accepted_by_id", dump_only=True, allow_none=True)
+    created_at = ma.fields.DateTime(dump_only=True)
+    expires_at = ma.fields.DateTime(dump_only=True)
+    responded_at = ma.fields.DateTime(dump_only=True, allow_none=True)
+
+
+class MyInvitationSchema(InvitationSchema):
+    organization = ma.fields.Nested(OrgSchema, dump_only=True)
+
+
+class InvitationQuerySchema(Schema):
+    status = ma.fields.String(validate=ma.validate.OneOf(INVITATION_STATUSES))
+
+
+class MembershipSchema(Schema):
+    organization = ma.fields.Nested(OrgSchema, dump_only=True)
+    role = ma.fields.String(dump_only=True)
+    created_at = ma.fields.DateTime(dump_only=True)
 
 
 class MemberUpdateSchema(Schema):

@@ -23,6 +23,13 @@ orgs = Blueprint("orgs", __name__, url_prefix="/api/v1/orgs", description="Organ
 members = Blueprint(
     "members", __name__, url_prefix="/api/v1/orgs/<org>/members", description="Members and roles"
 )
+invitations = Blueprint(
+    "invitations",
+    __name__,
+    url_prefix="/api/v1/orgs/<org>/invitations",
+    description="Invitations: membership is offered, and begins when the invited person "
+    "accepts it after signing in",
+)
 keys = Blueprint(
     "api_keys", __name__, url_prefix="/api/v1/orgs/<org>/api-keys", description="API keys"
 )
@@ -252,15 +259,6 @@ class MemberList(MethodView):
         """Members and their roles."""
         return logic.members_of(g.org)
 
-    @require(scope="admin", role=Role.ADMIN)
-    @members.arguments(s.MemberAddSchema)
-    @members.response(201, s.MemberSchema)
-    def post(self, body, org):
-        """Add a member by GitHub login or e-mail (they must have signed in once)."""
-        return logic.add_member(
-            g.org, g.principal, login=body.get("login"), email=body.get("email"), role=body["role"]
-        )
-
 
 @members.route("/<int:user_id>")
 class MemberDetail(MethodView):
@@ -276,6 +274,73 @@ class MemberDetail(MethodView):
     def delete(self, org, user_id):
         """Remove a member, or leave (anyone may remove themselves but the last OWNER)."""
         logic.remove_member(g.org, g.principal, user_id)
+
+
+# Invitations ---------------------------------------------------------------------------
+
+
+@invitations.route("")
+class InvitationList(MethodView):
+    @require(scope="admin", role=Role.ADMIN)
+    @invitations.arguments(s.InvitationQuerySchema, location="query")
+    @invitations.response(200, s.InvitationSchema(many=True))
+    @invitations.paginate(PeeweePage)
+    def get(self, args, org):
+        """The organization's invitations, newest first (filter by status)."""
+        return logic.invitations_of(g.org, args.get("status"))
+
+    @require(scope="admin", role=Role.ADMIN)
+    @invitations.arguments(s.InvitationCreateSchema)
+    @invitations.response(201, s.InvitationSchema)
+    def post(self, body, org):
+        """Invite a GitHub login or an e-mail address (ADMIN: roles below ADMIN; OWNER:
+        any). The person becomes a member when they accept after signing in; until then the
+        invitation holds a member seat of the plan. It expires after INVITATION_DAYS."""
+        return logic.invite(
+            g.org,
+            g.principal,
+            login=body.get("login"),
+            email=body.get("email"),
+            role=body["role"],
+            settings=_settings(),
+        )
+
+
+@invitations.route("/<int:invitation_id>")
+class InvitationDetail(MethodView):
+    @require(scope="admin", role=Role.ADMIN)
+    @invitations.response(200, s.InvitationSchema)
+    def delete(self, org, invitation_id):
+        """Revoke a pending invitation."""
+        return logic.revoke_invitation(g.org, g.principal, invitation_id)
+
+
+@me_blp.route("/invitations")
+class MyInvitations(MethodView):
+    @require(role=None, api_keys=False)
+    @me_blp.response(200, s.MyInvitationSchema(many=True))
+    @me_blp.paginate(PeeweePage)
+    def get(self):
+        """Your open invitations (addressed to your GitHub login, id or e-mail)."""
+        return logic.my_invitations(g.principal.user_id)
+
+
+@me_blp.route("/invitations/<int:invitation_id>/accept")
+class AcceptInvitation(MethodView):
+    @require(role=None, api_keys=False)
+    @me_blp.response(200, s.MembershipSchema)
+    def post(self, invitation_id):
+        """Accept: you become a member with the role offered (402 when the plan is full)."""
+        return logic.accept_invitation(g.principal.user_id, invitation_id)
+
+
+@me_blp.route("/invitations/<int:invitation_id>/decline")
+class DeclineInvitation(MethodView):
+    @require(role=None, api_keys=False)
+    @me_blp.response(200, s.MyInvitationSchema)
+    def post(self, invitation_id):
+        """Decline: the invitation closes and frees its seat."""
+        return logic.decline_invitation(g.principal.user_id, invitation_id)
 
 
 # API keys -----------------------------------------------------------------------------

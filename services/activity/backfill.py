@@ -11,47 +11,48 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Callable
+from contextlib import contextmanager
 from types import SimpleNamespace
 
-from services.activity import processing
-from shared import crypto
+from services.activity import github_access, processing
 from shared.database import db
 from shared.errors import BadRequest
 from shared.github import GitHubRest
-from shared.models import (
-    PullRequest,
-    PullRequestCommit,
-    Repository,
-    Role,
-    User,
-    UserOrganization,
-    utcnow,
-)
+from shared.models import PullRequest, PullRequestCommit, Repository, utcnow
+from shared.outbox import PermanentFailure
 
 log = logging.getLogger(__name__)
 PER_PAGE = 100
 QUEUE = "backfill"
 
 
-def token_for(repo: Repository, env_token: str | None = None) -> str | None:
-    """GITHUB_TOKEN when given, else the GitHub token of one of the org's OWNERs/ADMINs."""
-    return env_token or org_token(repo.organization_id)
+class NoOwnerToken(PermanentFailure):
+    """The repository's GitHub calls stopped: its token owner left or lost access."""
 
 
-def org_token(organization_id: int) -> str | None:
-    """The GitHub token of one of the organization's OWNERs/ADMINs who signed in."""
-    row = (
-        User.select(User.oauth_token_encrypted)
-        .join(UserOrganization)
-        .where(
-            (UserOrganization.organization == organization_id)
-            & UserOrganization.role.in_([Role.OWNER, Role.ADMIN])
-            & User.oauth_token_encrypted.is_null(False)
-        )
-        .order_by(UserOrganization.role.desc())
-        .first()
-    )
-    return crypto.decrypt(row.oauth_token_encrypted) if row else None
+def _client(repo: Repository, token: str | None, sleep=None) -> tuple[GitHubRest, bool]:
+    """A GitHub client for the repository's calls: with `token` when the operator gave one
+    (`GITHUB_TOKEN` on the command line), else with its token owner's, never anyone else's.
+    The flag says whether the owner's token is in use (a refusal then stops its calls)."""
+    if token:
+        return GitHubRest(token, sleep=sleep), False
+    owner_token = github_access.repository_token(repo)
+    if owner_token is None:
+        raise NoOwnerToken(f"{repo.full_name}: {github_access.status_of(repo).detail}")
+    return GitHubRest(owner_token, sleep=sleep), True
+
+
+@contextmanager
+def _owner_token_guard(repo: Repository, owners: bool):
+    """GitHub refusing the owner's token (401, 403, or 404 for a repository it can no
+    longer read) stops the repository's calls, recorded on it, rather than retrying."""
+    try:
+        yield
+    except BadRequest as exc:
+        if not owners:
+            raise
+        github_access.record_token_refused(repo, f"GitHub refused its token: {exc.message}")
+        raise NoOwnerToken(f"{repo.full_name}: {repo.github_problem}") from None
 
 
 def empty_progress() -> dict:
@@ -303,15 +304,30 @@ def backfill(
 ) -> dict:
     if not repo.is_active:
         raise BadRequest(f"{repo.full_name} is disconnected")
-    client = GitHubRest(token_for(repo, token), sleep=sleep)
-    return Backfill(repo, client, since, progress).run()
+    run = None
+    try:
+        client, owners = _client(repo, token, sleep)
+        run = Backfill(repo, client, since, progress)
+        with _owner_token_guard(repo, owners):
+            return run.run()
+    except NoOwnerToken as exc:
+        if run is None:  # refused before it started: say so in its progress
+            failed = {**progress_of(repo), "state": "failed", "error": str(exc)[:1000]}
+            with db.atomic():
+                Repository.update(backfill_state=failed).where(Repository.id == repo.id).execute()
+        raise
 
 
 def complete_push(
     repo: Repository, before: str, after: str, branch: str, *, token: str | None = None, sleep=None
 ) -> int:
     """The commits of a push whose payload GitHub truncated, from the compare API."""
-    client = GitHubRest(token_for(repo, token), sleep=sleep)
+    client, owners = _client(repo, token, sleep)
+    with _owner_token_guard(repo, owners):
+        return _complete_push(repo, client, before, after, branch)
+
+
+def _complete_push(repo: Repository, client: GitHubRest, before: str, after: str, branch: str):
     changes = processing.Changes()
     url, params, count = f"/repos/{repo.full_name}/compare/{before}...{after}", {"per_page": 250}, 0
     with db.atomic():
@@ -331,8 +347,12 @@ def complete_push(
 
 def run_job(job) -> None:
     """Worker handler for the `backfill` queue: a repository backfill (queued by the API),
-    or the completion of a truncated push (queued by the events worker)."""
+    the completion of a truncated push (queued by the events worker), or the retried
+    verification of a repository connected while GitHub was unavailable."""
     repo = Repository.get_by_id(job.payload["repository_id"])
+    if job.payload.get("kind") == "verify":
+        github_access.run_verification(repo)
+        return
     if job.payload.get("kind") == "push":
         complete_push(repo, job.payload["before"], job.payload["after"], job.payload["branch"])
         return

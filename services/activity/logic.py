@@ -13,8 +13,9 @@ from urllib.parse import parse_qs
 
 import peewee as pw
 
+from services.activity import github_access
 from shared import audit, crypto, fastjson
-from shared.database import db
+from shared.database import db, lock_row, serialized
 from shared.errors import (
     BadRequest,
     Conflict,
@@ -26,7 +27,15 @@ from shared.errors import (
     UpstreamError,
 )
 from shared.http import ServiceClient, ServiceUnavailable
-from shared.models import Event, EventDelivery, EventStatus, Repository, Sensitivity, utcnow
+from shared.models import (
+    Event,
+    EventDelivery,
+    EventStatus,
+    Organization,
+    Repository,
+    Sensitivity,
+    utcnow,
+)
 from shared.sql import PreparedStatement, is_postgres
 
 # The X-GitHub-* headers kept with each event (the rest of the request is not needed).
@@ -42,11 +51,12 @@ KEPT_HEADERS = (
 
 
 def visible_repositories(organization, *, can_see_restricted: bool):
-    """The organization's repositories; RESTRICTED ones only for ADMIN+ callers."""
+    """The organization's repositories; RESTRICTED ones only for ADMIN+ callers. Each row
+    also knows whether its token owner still stands (for its GitHub status)."""
     query = Repository.select().where(Repository.organization == organization)
     if not can_see_restricted:
         query = query.where(Repository.sensitivity != Sensitivity.RESTRICTED)
-    return query.order_by(Repository.full_name)
+    return github_access.with_token_owner(query).order_by(Repository.full_name)
 
 
 def get_repository(organization, repo_id: int, *, can_see_restricted: bool) -> Repository:
@@ -60,8 +70,8 @@ def get_repository(organization, repo_id: int, *, can_see_restricted: bool) -> R
     return repo
 
 
-def _check_plan_allows_another(organization) -> None:
-    """Ask accounts (the owner of plans) whether one more repository fits."""
+def _repository_allowance(organization) -> dict:
+    """Ask accounts (the owner of plans) for the organization's plan and repository limit."""
     try:
         response = ServiceClient("accounts").get(f"/internal/v1/orgs/{organization.id}/limits")
     except ServiceUnavailable as exc:
@@ -69,79 +79,89 @@ def _check_plan_allows_another(organization) -> None:
     if response.status_code != 200:
         raise Unavailable(f"cannot check the plan limit now (accounts: {response.status_code})")
     info = response.json()
-    if not info["can_add"]["repositories"]:
-        limit = info["limits"]["repositories"]
+    return {"plan": info["plan"], "limit": info["limits"]["repositories"]}
+
+
+def _check_allowance(organization, allowance: dict) -> None:
+    """Under the organization's row lock: one more active repository fits the plan (the
+    count and the insert are serialized, so concurrent connects cannot overshoot it)."""
+    plan = Organization.select(Organization.plan).where(Organization.id == organization.id)
+    if str(plan.scalar()) != allowance["plan"]:
+        raise Conflict("the organization's plan changed while connecting; try again")
+    limit = allowance["limit"]
+    connected = (
+        Repository.select()
+        .where((Repository.organization == organization) & Repository.is_active)
+        .count()
+    )
+    if limit is not None and connected >= limit:
         raise PlanLimitReached(
-            f"the {info['plan']} plan allows at most {limit} repositories "
-            f"({info['usage']['repositories']} connected); upgrade the plan to add more",
+            f"the {allowance['plan']} plan allows at most {limit} repositories "
+            f"({connected} connected); upgrade the plan to add more",
             {"limit": {"repositories": limit}},
         )
 
 
-def connect_repository(organization, full_name: str, sensitivity=Sensitivity.INTERNAL):
-    """Connect (or reconnect) `owner/name`; returns (repository, webhook secret shown once).
-    Metadata (id, default branch, language, visibility) comes from GitHub when an owner has
-    signed in with GitHub, else with the first webhook."""
+def connect_repository(
+    organization, full_name: str, sensitivity=Sensitivity.INTERNAL, *, connector_id=None
+):
+    """Connect (or reconnect) `owner/name` for the person `connector_id` (a signed-in user,
+    or the creator of the API key used); returns (repository, webhook secret shown once).
+
+    Its GitHub identity is asked of GitHub with the connector's own token, which must be
+    able to read it: they become its token owner. When GitHub is unavailable it is
+    connected unverified (no webhooks accepted) and the check is retried in the background;
+    without a GitHub token of the connector's, an ADMIN verifies it later with theirs."""
     existing = Repository.get_or_none(
         (Repository.organization == organization)
         & (pw.fn.LOWER(Repository.full_name) == full_name.lower())
     )
     if existing is not None and existing.is_active:
         raise Conflict(f"{existing.full_name} is already connected")
-    _check_plan_allows_another(organization)
-    metadata = _github_metadata(organization, full_name, existing)
+    allowance = _repository_allowance(organization)
+    _check_allowance(organization, allowance)  # before asking GitHub; again under the lock
+    token = github_access.person_token(connector_id)
+    identity = None
+    if token is not None:
+        try:
+            identity = github_access.github_identity(full_name, token)
+        except UpstreamError:
+            identity = None  # GitHub is unwell: connected unverified, verified later
     secret = secrets.token_hex(32)
-    with db.atomic():
-        if existing is None:
-            repo = Repository.create(
-                **metadata,
-                organization=organization,
-                full_name=full_name,
-                sensitivity=sensitivity,
-                webhook_secret_encrypted=crypto.encrypt(secret),
-            )
+    with serialized():
+        lock_row(Organization, organization.id)
+        _check_allowance(organization, allowance)
+        repo = existing or Repository(organization=organization, full_name=full_name)
+        if identity is not None:
+            github_access.check_identity_free(organization.id, identity["github_id"], repo.id)
+            github_access.apply_identity(repo, identity, connector_id)
         else:
-            repo = existing
-            repo.is_active, repo.disconnected_at = True, None
-            repo.connected_at = utcnow()
-            repo.webhook_secret_encrypted = crypto.encrypt(secret)
-            for name, value in metadata.items():
-                setattr(repo, name, value)
-            repo.save()
+            # A reconnect is verified again, with the new connector's token.
+            repo.verified_at, repo.github_problem = None, None
+            repo.connected_by = connector_id
+        repo.sensitivity = sensitivity if existing is None else repo.sensitivity
+        repo.is_active, repo.disconnected_at = True, None
+        repo.connected_at = utcnow()
+        repo.webhook_secret_encrypted = crypto.encrypt(secret)
+        try:
+            with db.atomic():
+                repo.save()
+        except pw.IntegrityError:
+            raise Conflict(f"{full_name} is already connected") from None
+        if identity is None and token is not None:
+            github_access.queue_verification(repo)
         audit.record(
             "repository.connected",
             organization=organization,
             target_type="repository",
             target_id=repo.id,
-            metadata={"full_name": repo.full_name},
+            metadata={
+                "full_name": repo.full_name,
+                "verified": repo.verified_at is not None,
+                "token_owner": connector_id,
+            },
         )
     return repo, secret
-
-
-def _github_metadata(organization, full_name: str, existing: Repository | None) -> dict:
-    """What GitHub says about the repository, when an owner or admin of the organization has
-    signed in with GitHub (their token); otherwise it arrives with the first webhook."""
-    from services.activity.backfill import org_token
-    from shared.github import GitHubRest
-
-    token = org_token(organization.id)
-    if token is None:
-        return {}
-    try:
-        data = GitHubRest(token, max_wait_seconds=5).get(f"/repos/{full_name}").data
-    except UpstreamError:
-        return {}  # GitHub is unwell: the first webhook will tell us instead
-    except BadRequest:
-        raise NotFound(f"GitHub has no repository {full_name} that your token can see") from None
-    taken = Repository.get_or_none(Repository.github_id == data["id"])
-    if taken is not None and (existing is None or taken.id != existing.id):
-        raise Conflict(f"{data['full_name']} is already connected to an organization")
-    return {
-        "github_id": data["id"],
-        "default_branch": data.get("default_branch") or "main",
-        "language": data.get("language"),
-        "private": bool(data.get("private")),
-    }
 
 
 def update_sensitivity(repo: Repository, sensitivity) -> Repository:
@@ -324,39 +344,35 @@ def _without_nul(value):
 
 @dataclass(frozen=True)
 class KnownRepository:
-    """What intake needs of a connected repository: cached per process (see
+    """What intake needs of a verified, connected repository: cached per process (see
     `_known_repositories`), and re-checked against its row by the storing statement."""
 
     id: int
     organization_id: int
-    github_id: int | None
-    is_active: bool
+    github_id: int
     webhook_secret_encrypted: str | None
 
 
-# github_id -> KnownRepository, this process only (PostgreSQL intake). Never trusted on its
-# own: the statement that stores a delivery also checks that the row still has this id, is
+# github_id -> the verified, active repositories with that GitHub id (one per organization
+# that connected it), this process only (PostgreSQL intake). Never trusted on its own: the
+# statement that stores a delivery also checks that the row is still verified with this id,
 # still active and still has this secret ciphertext, and any refusal or mismatch is decided
 # again from a fresh lookup. So a disconnect, rotation or deletion takes effect at once; the
 # cache only saves the lookup's round trip for the next delivery of a known repository.
-_known_repositories: dict[int, KnownRepository] = {}
+_known_repositories: dict[int, tuple[KnownRepository, ...]] = {}
 KNOWN_REPOSITORIES_MAX = 10_000  # cleared when full: cheap to refill, bounded memory
 
 
 def _known(repo: Repository) -> KnownRepository:
     return KnownRepository(
-        repo.id,
-        repo.organization_id,
-        repo.github_id,
-        repo.is_active,
-        repo.webhook_secret_encrypted,
+        repo.id, repo.organization_id, repo.github_id, repo.webhook_secret_encrypted
     )
 
 
-def _remember(repo: KnownRepository) -> None:
+def _remember(github_id: int, repos: tuple[KnownRepository, ...]) -> None:
     if len(_known_repositories) >= KNOWN_REPOSITORIES_MAX:
         _known_repositories.clear()
-    _known_repositories[repo.github_id] = repo
+    _known_repositories[github_id] = repos
 
 
 def _github_id_of(payload: dict) -> int | None:
@@ -367,33 +383,72 @@ def _github_id_of(payload: dict) -> int | None:
     return None
 
 
-def _repository_for(payload: dict) -> Repository | None:
-    data = payload.get("repository")
-    if not isinstance(data, dict):
-        return None
-    github_id, full_name = _github_id_of(payload), data.get("full_name")
-    if github_id is not None:
-        repo = Repository.get_or_none(Repository.github_id == github_id)
-        if repo is not None:
-            return repo
-    if isinstance(full_name, str):
-        # Connected by name before GitHub told us its id.
-        return Repository.get_or_none(
-            (pw.fn.LOWER(Repository.full_name) == full_name.lower())
-            & Repository.github_id.is_null()
+def _verified_repositories(github_id: int | None) -> list[Repository]:
+    """The connected repositories whose GitHub id GitHub's API confirmed to be `github_id`
+    (a delivery's claim of an id selects among them; it never sets one)."""
+    if github_id is None:
+        return []
+    return list(
+        Repository.select().where(
+            (Repository.github_id == github_id)
+            & Repository.verified_at.is_null(False)
+            & Repository.is_active
         )
-    return None
-
-
-def _secrets_of(repo) -> list[str]:
-    candidates = (
-        [_webhook_secret(repo.webhook_secret_encrypted, _key_source())]
-        if repo.webhook_secret_encrypted
-        else []
     )
-    if os.environ.get("GITHUB_WEBHOOK_SECRET"):
-        candidates.append(os.environ["GITHUB_WEBHOOK_SECRET"])
-    return candidates
+
+
+def _unverified_repository(payload: dict) -> Repository | None:
+    """A connected repository of that name that GitHub has not confirmed yet."""
+    data = payload.get("repository")
+    full_name = data.get("full_name") if isinstance(data, dict) else None
+    if not isinstance(full_name, str):
+        return None
+    return (
+        Repository.select()
+        .where(
+            (pw.fn.LOWER(Repository.full_name) == full_name.lower())
+            & Repository.verified_at.is_null()
+            & Repository.is_active
+        )
+        .first()
+    )
+
+
+def _own_secret(repo) -> str | None:
+    if not repo.webhook_secret_encrypted:
+        return None
+    return _webhook_secret(repo.webhook_secret_encrypted, _key_source())
+
+
+def _app_secret() -> str | None:
+    return os.environ.get("GITHUB_WEBHOOK_SECRET") or None
+
+
+def _recipients(raw: bytes, signature: str, candidates: list) -> list:
+    """Who a signed delivery is for: the repository whose own webhook secret signed it, or,
+    signed with the GitHub App's secret, every organization that verified the repository."""
+    for repo in candidates:
+        secret = _own_secret(repo)
+        if secret and _signature_ok(raw, signature, [secret]):
+            return [repo]
+    app_secret = _app_secret()
+    if app_secret and candidates and _signature_ok(raw, signature, [app_secret]):
+        return list(candidates)
+    return []
+
+
+def _refuse_unrouted(raw: bytes, signature: str, payload: dict) -> None:
+    """No verified repository takes the delivery: say why (after checking the signature,
+    so the answer reveals nothing to someone who cannot sign for the repository)."""
+    pending = _unverified_repository(payload)
+    if pending is not None and _recipients(raw, signature, [pending]):
+        state = github_access.status_of(pending)
+        raise Conflict(
+            f"{pending.full_name} is connected but GitHub has not confirmed it yet "
+            f"(status: {state.state}): deliveries are refused until it is verified",
+            {"repository": [state.state]},
+        )
+    raise NotFound("unknown, unverified or disconnected repository")
 
 
 def receive_webhook(raw: bytes, headers) -> Delivery:
@@ -429,52 +484,62 @@ def receive_webhook(raw: bytes, headers) -> Delivery:
     github_id = _github_id_of(payload)
     known = _known_repositories.get(github_id) if event_type != "ping" else None
     if known is not None:
-        # The fast path: no lookup; the store re-checks the row (one round trip in all).
-        if _signature_ok(raw, signature, _secrets_of(known)):
-            stored = _store_in_one_statement(known, event, payload_text)
+        # The fast path: no lookup; the store re-checks each row (one round trip each).
+        recipients = _recipients(raw, signature, list(known))
+        if len(recipients) == 1:
+            stored = _store_in_one_statement(recipients[0], event, payload_text)
             if stored is not None:
                 return stored
-        _known_repositories.pop(github_id, None)  # changed, or never ours: decide afresh
+        _known_repositories.pop(github_id, None)  # changed, or an App delivery: decide afresh
     # A repository that changes between our lookup and the store (a concurrent disconnect,
     # rotation or deletion) is looked up once more, so the answer follows the new state.
     for _ in range(2):
-        repo = _repository_for(payload)
-        if repo is None or not repo.is_active:
-            raise NotFound("unknown or disconnected repository")
-        if not _signature_ok(raw, signature, _secrets_of(repo)):
+        candidates = _verified_repositories(github_id)
+        if not candidates:
+            _refuse_unrouted(raw, signature, payload)
+        recipients = _recipients(raw, signature, candidates)
+        if not recipients:
             raise Unauthorized("signature does not match this repository's webhook secret")
         if event_type == "ping":
             return Delivery(200, {"status": "pong", "zen": payload.get("zen")})
-        _learn_metadata(repo, payload["repository"])
-        known = _known(repo)
-        stored = _store_in_one_statement(known, event, payload_text)
-        if stored is not None:
-            if known.github_id is not None and known.github_id == github_id:
-                _remember(known)
-            return stored
+        results = [
+            _store_in_one_statement(_known(repo), event, payload_text) for repo in recipients
+        ]
+        if all(result is not None for result in results):
+            _remember(github_id, tuple(_known(repo) for repo in candidates))
+            return _combined(results)
     raise Unavailable("the repository is changing right now; retry shortly")
+
+
+def _combined(results: list[Delivery]) -> Delivery:
+    """One answer for a delivery stored for each recipient: accepted if any stored it."""
+    accepted = [r for r in results if r.status == 202]
+    return accepted[0] if accepted else results[0]
 
 
 # One statement, autocommitted (no BEGIN/COMMIT round trips): the dedupe row and the event
 # are written together or not at all. The repository must still be the one the signature was
-# checked against (same id, active, same secret ciphertext), else nothing is written and
-# `repository_ok` is false. The dedupe row comes first and takes the event's id from events'
-# sequence; a redelivery conflicts on (source, hook_id, delivery_id), which is unique in
-# event_deliveries across every monthly partition of events, so it writes nothing and
-# `event_id` is NULL (a concurrent twin waits for the first to commit, then conflicts).
+# checked against (same id, verified with the same GitHub id, active, same secret
+# ciphertext), else nothing is written and `repository_ok` is false. The dedupe row comes
+# first and takes the event's id from events' sequence; a redelivery conflicts on (source,
+# hook_id, delivery_id, repository_id), which is unique in event_deliveries across every
+# monthly partition of events, so it writes nothing and `event_id` is NULL (a concurrent twin
+# waits for the first to commit, then conflicts).
 STORE_EVENT = PreparedStatement(
     "store_github_event",
     """
 WITH repository AS (
     SELECT id, organization_id FROM repositories
-    WHERE id = %(repository_id)s AND is_active
+    WHERE id = %(repository_id)s AND is_active AND github_id = %(github_id)s
+      AND verified_at IS NOT NULL
       AND webhook_secret_encrypted IS NOT DISTINCT FROM %(secret_ciphertext)s
 ), delivery AS (
-    INSERT INTO event_deliveries (source, hook_id, delivery_id, event_id, received_at)
-    SELECT %(source)s, %(hook_id)s, %(delivery_id)s,
+    INSERT INTO event_deliveries (source, hook_id, delivery_id, repository_id, event_id,
+                                  received_at)
+    SELECT %(source)s, %(hook_id)s, %(delivery_id)s, repository.id,
            nextval(pg_get_serial_sequence('events', 'id')), %(received_at)s
     FROM repository
-    ON CONFLICT (source, hook_id, delivery_id) DO NOTHING
+    ON CONFLICT (source, hook_id, delivery_id, repository_id) DO NOTHING
     RETURNING event_id
 ), event AS (
     INSERT INTO events (id, source, hook_id, delivery_id, event_type, action, repository_id,
@@ -503,6 +568,7 @@ def _store_in_one_statement(
             "received_at": Event.received_at.db_value(utcnow()),
             "status": EventStatus.PENDING.value,
             "repository_id": repo.id,
+            "github_id": repo.github_id,
             "secret_ciphertext": repo.webhook_secret_encrypted,
         },
     ).fetchone()
@@ -514,48 +580,42 @@ def _store_in_one_statement(
 
 
 def _receive_on_sqlite(raw: bytes, signature: str, event: dict) -> Delivery:
-    """SQLite (development): look up, then the event and its dedupe row in one transaction."""
+    """SQLite (development): look up, then each event and its dedupe row in one transaction."""
     payload = event["payload"]
-    repo = _repository_for(payload)
-    if repo is None or not repo.is_active:
-        raise NotFound("unknown or disconnected repository")
-    if not _signature_ok(raw, signature, _secrets_of(repo)):
+    candidates = _verified_repositories(_github_id_of(payload))
+    if not candidates:
+        _refuse_unrouted(raw, signature, payload)
+    recipients = _recipients(raw, signature, candidates)
+    if not recipients:
         raise Unauthorized("signature does not match this repository's webhook secret")
     if event["event_type"] == "ping":
         return Delivery(200, {"status": "pong", "zen": payload.get("zen")})
-    try:
-        with db.atomic():
-            _learn_metadata(repo, payload["repository"])
-            stored = Event.create(
-                **event,
-                source="github",
-                repository=repo,
-                organization=repo.organization_id,
-                status=EventStatus.PENDING,
-            )
-            # Unique across every event: a redelivery fails here.
-            EventDelivery.create(
-                source=stored.source,
-                hook_id=stored.hook_id,
-                delivery_id=stored.delivery_id,
-                event_id=stored.id,
-                received_at=stored.received_at,
-            )
-    except pw.IntegrityError:
-        return Delivery(200, {"status": "duplicate", "delivery": event["delivery_id"]})
-    return Delivery(202, {"status": "accepted", "id": stored.id, "delivery": event["delivery_id"]})
-
-
-def _learn_metadata(repo: Repository, data: dict) -> None:
-    """The first webhook tells us what connecting by name could not."""
-    if repo.github_id is not None:
-        return
-    repo.github_id = data.get("id")
-    repo.full_name = data.get("full_name") or repo.full_name
-    repo.default_branch = data.get("default_branch") or repo.default_branch
-    repo.language = data.get("language")
-    repo.private = bool(data.get("private"))
-    repo.save()
+    results = []
+    for repo in recipients:
+        try:
+            with db.atomic():
+                stored = Event.create(
+                    **event,
+                    source="github",
+                    repository=repo,
+                    organization=repo.organization_id,
+                    status=EventStatus.PENDING,
+                )
+                # Unique per repository across every event: a redelivery fails here.
+                EventDelivery.create(
+                    source=stored.source,
+                    hook_id=stored.hook_id,
+                    delivery_id=stored.delivery_id,
+                    repository_id=repo.id,
+                    event_id=stored.id,
+                    received_at=stored.received_at,
+                )
+        except pw.IntegrityError:
+            results.append(Delivery(200, {"status": "duplicate", "delivery": event["delivery_id"]}))
+            continue
+        body = {"status": "accepted", "id": stored.id, "delivery": event["delivery_id"]}
+        results.append(Delivery(202, body))
+    return _combined(results)
 
 
 # Read API -----------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 import marshmallow as ma
 
+from services.activity.github_access import status_of
 from shared.models import Sensitivity
 from shared.web.api import Schema
 
@@ -18,6 +19,22 @@ class RepositorySchema(Schema):
     settings = ma.fields.Dict()
     connected_at = ma.fields.DateTime()
     disconnected_at = ma.fields.DateTime(allow_none=True)
+    status = ma.fields.Function(
+        lambda repo: status_of(repo).state,
+        metadata={
+            "description": "verified (GitHub confirmed it with the token owner's token; "
+            "webhooks accepted), pending_verification (not yet: webhooks refused, retried in "
+            "the background) or needs_owner_token (its GitHub calls stopped: an ADMIN "
+            "verifies it with their own GitHub sign-in)"
+        },
+    )
+    status_detail = ma.fields.Function(lambda repo: status_of(repo).detail, allow_none=True)
+    verified_at = ma.fields.DateTime(allow_none=True)
+    token_owner = ma.fields.Integer(
+        attribute="connected_by_id",
+        allow_none=True,
+        metadata={"description": "The user whose GitHub token its GitHub calls use"},
+    )
 
 
 class RepositoryConnectSchema(Schema):

@@ -2,7 +2,7 @@ from flask import g, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from services.activity import logic
+from services.activity import github_access, logic
 from services.activity import schemas as s
 from services.activity.backfill import progress_of
 from shared.errors import Unauthorized
@@ -50,8 +50,13 @@ class RepositoryList(MethodView):
     @repositories.response(201, s.WebhookSecretSchema)
     def post(self, body, org):
         """Connect `owner/name` within the plan's limit; returns the webhook URL and secret
-        (shown once) to paste into GitHub."""
-        repo, secret = logic.connect_repository(g.org, body["full_name"], body["sensitivity"])
+        (shown once) to paste into GitHub. GitHub is asked about it with your own GitHub
+        token (for a key: its creator's), which must be able to read it; you become its
+        token owner. `status` says whether GitHub confirmed it (webhooks are refused until
+        then) and, if not, why."""
+        repo, secret = logic.connect_repository(
+            g.org, body["full_name"], body["sensitivity"], connector_id=g.principal.user_id
+        )
         return _with_secret(repo, secret)
 
 
@@ -91,6 +96,18 @@ class RotateSecret(MethodView):
         """A new webhook secret (shown once); the old one stops working at once."""
         repo = logic.get_repository(g.org, repo_id, can_see_restricted=True)
         return _with_secret(repo, logic.rotate_secret(repo))
+
+
+@repositories.route("/<int:repo_id>/verify")
+class Verify(MethodView):
+    @require(scope="activity:write", role=Role.ADMIN, api_keys=False)
+    @repositories.response(200, s.RepositorySchema)
+    def post(self, org, repo_id):
+        """Verify the repository with your own GitHub token now and become its token owner
+        (for one that is pending verification or needs a new owner token)."""
+        repo = logic.get_repository(g.org, repo_id, can_see_restricted=True)
+        github_access.verify_with(repo, g.principal.user_id)
+        return logic.get_repository(g.org, repo_id, can_see_restricted=True)
 
 
 @repositories.route("/<int:repo_id>/disconnect")

@@ -6,27 +6,41 @@ import datetime as dt
 import os
 
 import click
+import peewee as pw
 
 from shared.cli.common import fail, with_database
-from shared.models import Repository
+from shared.models import Organization, Repository
 
 
 @click.command("backfill")
 @click.argument("full_name")
+@click.option("--org", "org_slug", help="The organization, when several connected it.")
 @click.option(
     "--since",
     type=click.DateTime(formats=["%Y-%m-%d"]),
     help="Import history from this day (UTC); default: everything, or since the last run.",
 )
 @with_database
-def backfill_cmd(settings, full_name, since):
+def backfill_cmd(settings, full_name, org_slug, since):
     """Pull requests (with reviews and commits), issues, default-branch commits and
-    deployments, incrementally. Uses GITHUB_TOKEN, else an org OWNER's GitHub token."""
+    deployments, incrementally. Uses GITHUB_TOKEN, else the repository's token owner's
+    GitHub token (never another member's)."""
     from services.activity.backfill import backfill
 
-    repo = Repository.get_or_none(Repository.full_name == full_name)
-    if repo is None:
-        fail(f"no connected repository {full_name!r}")
+    query = (
+        Repository.select(Repository, Organization)
+        .join(Organization)
+        .where(pw.fn.LOWER(Repository.full_name) == full_name.lower())
+    )
+    if org_slug:
+        query = query.where(Organization.slug == org_slug)
+    found = list(query)
+    if not found:
+        fail(f"no connected repository {full_name!r}" + (f" in {org_slug!r}" if org_slug else ""))
+    if len(found) > 1:
+        slugs = ", ".join(sorted(r.organization.slug for r in found))
+        fail(f"{full_name} is connected by several organizations ({slugs}): name one with --org")
+    repo = found[0]
     since = since.replace(tzinfo=dt.UTC) if since else None
 
     def progress(state):

@@ -18,13 +18,14 @@ from shared.models.activity import (
     Review,
 )
 from shared.models.base import BaseModel, utcnow
-from shared.models.core import Organization, User, UserOrganization
+from shared.models.core import Invitation, Organization, User, UserOrganization
 from shared.models.enums import (
     Channel,
     DeliveryStatus,
     DeploymentState,
     EventStatus,
     IncidentKind,
+    InvitationStatus,
     IssueState,
     JobStatus,
     Plan,
@@ -62,7 +63,7 @@ MODELS = [
 # Infrastructure tables beyond the 16 of the product's schema.
 MODELS += [Job, InboxMessage, Session, Review, Deployment, Incident]
 MODELS += [PullRequestCommit, IssueClosure, ProductionDeployment, LoginLink]
-MODELS += [EventDelivery]
+MODELS += [EventDelivery, Invitation]
 
 __all__ = [m.__name__ for m in MODELS] + [
     "MODELS",
@@ -76,6 +77,7 @@ __all__ = [m.__name__ for m in MODELS] + [
     "DeploymentState",
     "ReviewKind",
     "IncidentKind",
+    "InvitationStatus",
     "Plan",
     "PullRequestState",
     "RiskLevel",

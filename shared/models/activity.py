@@ -60,12 +60,15 @@ class EventDelivery(BaseModel):
     delivery_id = pw.CharField(max_length=128)
     # No foreign key: a key into a partitioned table would have to include received_at.
     event_id = pw.IntegerField()
+    # One GitHub App delivery is stored once per organization that verified the
+    # repository, so the repository is part of the dedupe key.
+    repository_id = pw.IntegerField()
     received_at = UTCDateTimeField(default=utcnow)
 
     class Meta:
         table_name = "event_deliveries"
         indexes = (
-            (("source", "hook_id", "delivery_id"), True),
+            (("source", "hook_id", "delivery_id", "repository_id"), True),
             (("received_at",), False),
         )
 

@@ -3,7 +3,7 @@
 import peewee as pw
 
 from shared.models.base import BaseModel, EnumField, UTCDateTimeField, utcnow
-from shared.models.enums import Plan, Role
+from shared.models.enums import InvitationStatus, Plan, Role
 
 
 class User(BaseModel):
@@ -67,3 +67,31 @@ class UserOrganization(BaseModel):
             (("user", "organization"), True),
             (("organization", "role"), False),
         )
+
+
+class Invitation(BaseModel):
+    """An offer of membership. Nobody becomes a member without consent: the invited person
+    accepts (or declines) after signing in with the GitHub identity it names, before
+    `expires_at`. Addressed to a GitHub login or an e-mail address; pinned to the GitHub id
+    when the login is of someone who has signed in, so a renamed account cannot take it."""
+
+    organization = pw.ForeignKeyField(
+        Organization, backref="invitations", on_delete="CASCADE", index=False
+    )
+    login = pw.CharField(max_length=100, null=True, index=True)  # lowercased
+    email = pw.CharField(max_length=320, null=True, index=True)  # lowercased
+    github_id = pw.BigIntegerField(null=True)
+    role = EnumField(Role, default=Role.MEMBER)
+    status = EnumField(InvitationStatus, default=InvitationStatus.PENDING)
+    invited_by = pw.ForeignKeyField(User, null=True, on_delete="SET NULL", index=False)
+    # Set when an admin-scoped API key sent it (its creator is `invited_by`).
+    invited_by_key_id = pw.IntegerField(null=True)
+    accepted_by = pw.ForeignKeyField(User, null=True, on_delete="SET NULL", index=False)
+    created_at = UTCDateTimeField(default=utcnow)
+    expires_at = UTCDateTimeField()
+    responded_at = UTCDateTimeField(null=True)
+    updated_at = UTCDateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "invitations"
+        indexes = ((("organization", "status"), False),)

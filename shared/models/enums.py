@@ -16,6 +16,13 @@ class Role(StrEnum):
     VIEWER = "VIEWER"
 
 
+class InvitationStatus(StrEnum):
+    PENDING = "PENDING"  # until expires_at; then it can no longer be accepted
+    ACCEPTED = "ACCEPTED"
+    DECLINED = "DECLINED"
+    REVOKED = "REVOKED"  # withdrawn by the organization
+
+
 class Sensitivity(StrEnum):
     PUBLIC = "PUBLIC"
     INTERNAL = "INTERNAL"

@@ -3,7 +3,7 @@
 import peewee as pw
 
 from shared.models.base import BaseModel, EnumField, UTCDateTimeField, utcnow
-from shared.models.core import Organization
+from shared.models.core import Organization, User
 from shared.models.enums import Sensitivity
 
 
@@ -11,8 +11,17 @@ class Repository(BaseModel):
     organization = pw.ForeignKeyField(
         Organization, backref="repositories", on_delete="CASCADE", index=False
     )
-    # Unknown until GitHub metadata (API or first webhook) arrives; unique once known.
-    github_id = pw.BigIntegerField(unique=True, null=True)
+    # The repository's GitHub identity (id, and full_name's owner/name) comes only from
+    # GitHub's API answered with the token owner's token, never from a webhook body:
+    # `verified_at` says when. Unverified repositories accept no webhooks. Two organizations
+    # may connect the same GitHub repository when each connector can read it on GitHub.
+    github_id = pw.BigIntegerField(null=True, index=True)
+    verified_at = UTCDateTimeField(null=True)
+    # Whose GitHub token the repository's GitHub calls use: the person who connected it
+    # (or later verified it with their own token). Never anyone else's: when they leave
+    # the organization or GitHub refuses their token, the calls stop (`github_problem`).
+    connected_by = pw.ForeignKeyField(User, null=True, on_delete="SET NULL")
+    github_problem = pw.TextField(null=True)
     full_name = pw.CharField(max_length=255, index=True)
     default_branch = pw.CharField(max_length=255, default="main")
     language = pw.CharField(max_length=64, null=True)
@@ -34,6 +43,7 @@ class Repository(BaseModel):
         table_name = "repositories"
         indexes = (
             (("organization", "full_name"), True),
+            (("organization", "github_id"), True),
             (("organization", "is_active"), False),
             (("organization", "sensitivity"), False),
         )

@@ -11,7 +11,6 @@ import re
 import time
 import uuid
 from pathlib import Path
-from urllib.parse import parse_qs, urlparse
 
 import pytest
 import requests
@@ -19,7 +18,7 @@ import requests
 from shared.database import db
 from tests.fake_github import env_for
 from tests.helpers import SERVICE_NAMES, free_port, service_env
-from tests.services.conftest import KEY_RE, Stack
+from tests.services.conftest import KEY_RE, Stack, github_sign_in  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[2]
 WEBHOOKS = ROOT.parent / "shared" / "github-webhooks"
@@ -80,23 +79,6 @@ def session_for(stack: Stack, login: str) -> str:
     response = requests.get(made.stdout.strip(), allow_redirects=False, timeout=10)
     assert response.status_code == 303, response.text
     return response.cookies["devmetrics_session"]
-
-
-def github_sign_in(stack: Stack, fake_github, login: str, github_id: int) -> tuple[str, str]:
-    """Sign a new person in through the (fake) GitHub OAuth flow: (session token, the GitHub
-    access token the fake issued for them)."""
-    github_token = fake_github.add_user(f"{login}-code", login, github_id, login.title())
-    browser = requests.Session()
-    accounts = stack.url("accounts")
-    start = browser.get(f"{accounts}/api/v1/auth/github/login", allow_redirects=False, timeout=10)
-    state = parse_qs(urlparse(start.headers["Location"]).query)["state"][0]
-    done = browser.get(
-        f"{accounts}/api/v1/auth/github/callback",
-        params={"code": f"{login}-code", "state": state},
-        timeout=10,
-    )
-    assert done.status_code == 200, done.text
-    return done.json()["token"], github_token
 
 
 @pytest.fixture(scope="session")

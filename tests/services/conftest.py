@@ -5,8 +5,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import parse_qs, urlparse
 
 import pytest
+import requests
 
 from tests.conftest import run_cli
 from tests.fake_github import env_for
@@ -70,3 +72,49 @@ def stack(database_factory, tmp_path_factory, fake_github_server):
     finally:
         for name in list(stack.processes):
             stack.stop(name)
+
+
+# The seed's people and their GitHub ids.
+SEEDED_GITHUB_IDS = {"alice": 583231, "bob": 1024025, "charlie": 2003641}
+
+
+def github_sign_in(stack: Stack, fake_github, login: str, github_id: int) -> tuple[str, str]:
+    """Sign a person in through the (fake) GitHub OAuth flow: (session token, the GitHub
+    access token the fake issued for them, which DevMetrics now holds for them)."""
+    github_token = fake_github.add_user(f"{login}-code", login, github_id, login.title())
+    browser = requests.Session()
+    accounts = stack.url("accounts")
+    start = browser.get(f"{accounts}/api/v1/auth/github/login", allow_redirects=False, timeout=10)
+    state = parse_qs(urlparse(start.headers["Location"]).query)["state"][0]
+    done = browser.get(
+        f"{accounts}/api/v1/auth/github/callback",
+        params={"code": f"{login}-code", "state": state},
+        timeout=10,
+    )
+    assert done.status_code == 200, done.text
+    return done.json()["token"], github_token
+
+
+def connect_verified(
+    stack: Stack,
+    fake_github,
+    org: str,
+    full_name: str,
+    github_id: int,
+    *,
+    login: str = "bob",
+    **body,
+) -> dict:
+    """Connect `full_name` to `org` as a seeded person signed in with GitHub, whose token
+    the fake GitHub lets read it: the repository is verified at once (201 body returned)."""
+    session, github_token = github_sign_in(stack, fake_github, login, SEEDED_GITHUB_IDS[login])
+    fake_github.add_repository(full_name, github_id, readers=[github_token])
+    response = requests.post(
+        f"{stack.url('activity')}/api/v1/orgs/{org}/repositories",
+        json={"full_name": full_name, **body},
+        headers={"Authorization": f"Bearer {session}"},
+        timeout=10,
+    )
+    assert response.status_code == 201, response.text
+    assert response.json()["status"] == "verified", response.json()
+    return response.json()

@@ -1,6 +1,6 @@
 """The whole accounts story over real HTTP between real services: sign in through (fake)
-GitHub, create an org, add a member, create a key, use it on another service, revoke it,
-and read every step back from the audit log."""
+GitHub, create an org, invite a member who accepts, create a key, use it on another service,
+revoke it, and read every step back from the audit log."""
 
 from urllib.parse import parse_qs, urlparse
 
@@ -36,12 +36,18 @@ def test_sign_in_to_revocation_every_step_audited(stack, fake_github):
     # The browser is signed in by its cookie alone from here on.
     org = browser.post(f"{accounts}/api/v1/orgs", json={"name": "Flow Co"}, timeout=10)
     assert org.status_code == 201 and org.json()["slug"] == "flow-co"
-    added = browser.post(
-        f"{accounts}/api/v1/orgs/flow-co/members",
+    invited = browser.post(
+        f"{accounts}/api/v1/orgs/flow-co/invitations",
         json={"login": "colleague", "role": "MEMBER"},
         timeout=10,
     )
-    assert added.status_code == 201
+    assert invited.status_code == 201
+    mine = colleague.get(f"{accounts}/api/v1/me/invitations", timeout=10).json()
+    assert [i["organization"]["slug"] for i in mine] == ["flow-co"]
+    accepted = colleague.post(
+        f"{accounts}/api/v1/me/invitations/{mine[0]['id']}/accept", timeout=10
+    )
+    assert accepted.status_code == 200 and accepted.json()["role"] == "MEMBER"
     key = browser.post(
         f"{accounts}/api/v1/orgs/flow-co/api-keys",
         json={"name": "ci", "scopes": ["activity:read"]},
@@ -80,14 +86,21 @@ def test_sign_in_to_revocation_every_step_audited(stack, fake_github):
 
     log = browser.get(f"{accounts}/api/v1/orgs/flow-co/audit-logs", timeout=10).json()
     actions = [entry["action"] for entry in reversed(log)]  # oldest first
-    assert actions == ["organization.created", "member.added", "api_key.created", "api_key.revoked"]
+    assert actions == [
+        "organization.created",
+        "invitation.created",
+        "invitation.accepted",
+        "member.added",
+        "api_key.created",
+        "api_key.revoked",
+    ]
     assert all(entry["ip"] == "127.0.0.1" for entry in log)
 
     assert browser.post(f"{accounts}/api/v1/auth/logout", timeout=10).status_code == 204
     assert browser.get(f"{accounts}/api/v1/me", timeout=10).status_code == 401
 
 
-def test_connecting_fetches_metadata_with_an_owners_github_token(stack, fake_github):
+def test_connecting_fetches_metadata_with_the_connectors_github_token(stack, fake_github):
     import json
 
     from tests.helpers import ROOT

@@ -12,7 +12,6 @@ import uuid
 import pytest
 import requests
 
-from shared import crypto
 from shared.models import (
     AIReview,
     NotificationLog,
@@ -20,10 +19,9 @@ from shared.models import (
     Organization,
     PullRequest,
     Repository,
-    User,
-    UserOrganization,
 )
 from tests.helpers import ROOT, bound_to, wait_until
+from tests.services.conftest import connect_verified
 from tests.services.test_auth import new_key
 from tests.test_ai_review import pr_file
 
@@ -34,15 +32,10 @@ FULL_NAME = "techcorp/ai-review-e2e"
 @pytest.fixture
 def reviewed(stack, fake_github):
     """A pull request opened on a fresh techcorp repository, reviewed through the workers."""
-    writer = new_key(stack, "techcorp", "activity:write")
-    base = stack.url("activity") + "/api/v1/orgs/techcorp/repositories"
-    auth = {"Authorization": f"Bearer {writer}"}
-    repo = requests.post(base, json={"full_name": FULL_NAME}, headers=auth, timeout=10).json()
+    # Connected by bob, signed in with GitHub: his token lists the pull request's files.
+    repo = connect_verified(stack, fake_github, "techcorp", FULL_NAME, 880201)
     with bound_to(stack.database_url):
         techcorp = Organization.get(Organization.slug == "techcorp")
-        # An admin who signed in with GitHub: the org has a token, so files are listed.
-        admin = User.create(login="ai-e2e-admin", oauth_token_encrypted=crypto.encrypt("gho_x"))
-        UserOrganization.create(user=admin, organization=techcorp, role="ADMIN")
         rule = NotificationRule.create(
             organization=techcorp,
             name="AI reviews of the e2e repository",
@@ -87,10 +80,12 @@ def reviewed(stack, fake_github):
     try:
         yield {"repo": repo, "number": number, "rule": rule.id, "payload": payload}
     finally:
+        writer = new_key(stack, "techcorp", "activity:write")
+        base = stack.url("activity") + "/api/v1/orgs/techcorp/repositories"
+        auth = {"Authorization": f"Bearer {writer}"}
         requests.delete(f"{base}/{repo['id']}", headers=auth, timeout=10)
         with bound_to(stack.database_url):
             NotificationRule.delete_by_id(rule.id)
-            User.delete_by_id(admin.id)
 
 
 def stored(stack, reviewed):

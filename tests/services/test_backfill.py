@@ -16,6 +16,9 @@ from shared.models import (
     PullRequest,
     Repository,
     Review,
+    User,
+    UserOrganization,
+    utcnow,
 )
 from tests.fake_github import env_for, load_rest_data
 
@@ -31,12 +34,19 @@ def github(fake_github, monkeypatch, tx):
 @pytest.fixture
 def repo(tx):
     org = Organization.create(name="Backfill", slug="backfill", plan="PRO")
+    # Connected by a member who signed in with GitHub: its calls use their token.
+    owner = User.create(
+        login="connector", github_id=990200, oauth_token_encrypted=crypto.encrypt("t")
+    )
+    UserOrganization.create(user=owner, organization=org, role="ADMIN")
     return Repository.create(
         organization=org,
         full_name="Codertocat/Hello-World",
         github_id=186853002,
         default_branch="master",
         webhook_secret_encrypted=crypto.encrypt("x"),
+        verified_at=utcnow(),
+        connected_by=owner,
     )
 
 

@@ -14,6 +14,7 @@ import requests
 
 from shared.models import Job, Organization, PullRequest, TeamMetric
 from tests.helpers import ROOT, bound_to
+from tests.services.conftest import connect_verified
 from tests.services.test_auth import new_key
 
 SAMPLES = ROOT.parent / "shared" / "github-webhooks"
@@ -49,17 +50,11 @@ def _run_workers(stack) -> None:
         assert result.returncode == 0, result.stderr
 
 
-def test_a_merged_and_deployed_pull_request_reaches_the_metrics_api(stack):
+def test_a_merged_and_deployed_pull_request_reaches_the_metrics_api(stack, fake_github):
     writer = new_key(stack, "techcorp", "activity:write")
     reader = new_key(stack, "techcorp", "metrics:read")
     base = stack.url("activity") + "/api/v1/orgs/techcorp/repositories"
-    repo = requests.post(
-        base,
-        json={"full_name": "techcorp/pipeline"},
-        headers={"Authorization": f"Bearer {writer}"},
-        timeout=10,
-    ).json()
-    repo["github_id"] = 880002
+    repo = connect_verified(stack, fake_github, "techcorp", "techcorp/pipeline", 880002)
     secret = repo["webhook_secret"]
 
     opened = _sample("pull_request", "opened.payload.json", repo)

@@ -14,6 +14,7 @@ from services.notifications.logic import on_event
 from shared.models import NotificationLog, NotificationRule, Organization
 from shared.outbox import MessageRejected
 from tests.helpers import ROOT, bound_to
+from tests.services.conftest import connect_verified
 from tests.services.test_auth import new_key
 
 SAMPLES = ROOT.parent / "shared" / "github-webhooks"
@@ -105,13 +106,11 @@ def test_matching_rules_get_one_delivery_per_event_and_cooldown_suppresses(seede
         on_event({**event, "type": "nonsense"}, "m5")
 
 
-def test_a_merged_pull_request_reaches_a_rule_end_to_end_once(stack):
+def test_a_merged_pull_request_reaches_a_rule_end_to_end_once(stack, fake_github):
     writer = new_key(stack, "techcorp", "activity:write")
     headers = {"Authorization": f"Bearer {writer}"}
     base = stack.url("activity") + "/api/v1/orgs/techcorp/repositories"
-    repo = requests.post(
-        base, json={"full_name": "techcorp/notify-me"}, headers=headers, timeout=10
-    ).json()
+    repo = connect_verified(stack, fake_github, "techcorp", "techcorp/notify-me", 880001)
     with bound_to(stack.database_url):
         rule = NotificationRule.create(
             organization=Organization.get(Organization.slug == "techcorp"),

@@ -11,6 +11,7 @@ from shared.models import (
     ApiKey,
     AuditLog,
     Commit,
+    Invitation,
     Organization,
     Repository,
     Role,
@@ -20,6 +21,8 @@ from shared.models import (
     utcnow,
 )
 from tests.conftest import BACKEND
+
+WEEK = dt.timedelta(days=7)
 
 
 def session_token(user: User) -> str:
@@ -56,7 +59,26 @@ def auth(token):
 
 
 def newcomer():
-    return User.create(github_id=9100, login="newbie", name="New", email="new@x.example")
+    return User.create(
+        github_id=9100, login="newbie", name="New", email="new@x.example", last_login_at=utcnow()
+    )
+
+
+def accept(client, user: User, invitation_id: int):
+    """`user`, signed in, accepts an invitation."""
+    return client.post(
+        f"/api/v1/me/invitations/{invitation_id}/accept", headers=auth(session_token(user))
+    )
+
+
+def invite_and_accept(client, org: str, token: str, user: User, **body):
+    invited = client.post(
+        f"/api/v1/orgs/{org}/invitations", json={"login": user.login, **body}, headers=auth(token)
+    )
+    assert invited.status_code == 201, invited.json
+    accepted = accept(client, user, invited.json["id"])
+    assert accepted.status_code == 200, accepted.json
+    return accepted
 
 
 # method, path, body, expected status per role (OWNER, ADMIN, MEMBER, VIEWER, FOREIGN)
@@ -68,16 +90,18 @@ MATRIX = [
     ("get", "/api/v1/orgs/techcorp/members", None, (200, 200, 200, 200, 404)),
     (
         "post",
-        "/api/v1/orgs/techcorp/members",
+        "/api/v1/orgs/techcorp/invitations",
         {"login": "newbie", "role": "MEMBER"},
         (201, 201, 403, 403, 404),
     ),
     (
         "post",
-        "/api/v1/orgs/techcorp/members",
+        "/api/v1/orgs/techcorp/invitations",
         {"login": "newbie", "role": "ADMIN"},
         (201, 403, 403, 403, 404),
     ),
+    ("get", "/api/v1/orgs/techcorp/invitations", None, (200, 200, 403, 403, 404)),
+    ("delete", "/api/v1/orgs/techcorp/invitations/{invitation}", None, (200, 200, 403, 403, 404)),
     (
         "patch",
         "/api/v1/orgs/techcorp/members/{charlie}",
@@ -107,7 +131,12 @@ ROLES = ("OWNER", "ADMIN", "MEMBER", "VIEWER", "FOREIGN")
 )
 def test_role_matrix(accounts_client, people, method, path, body, role, expected):
     newcomer()
+    techcorp = Organization.get(Organization.slug == "techcorp")
+    invitation = Invitation.create(
+        organization=techcorp, login="someone", role=Role.MEMBER, expires_at=utcnow() + WEEK
+    )
     path = path.format(
+        invitation=invitation.id,
         charlie=User.get(User.login == "charlie").id,
         bob=User.get(User.login == "bob").id,
         key=ApiKey.select().join(Organization).where(Organization.slug == "techcorp").get().id,
@@ -190,45 +219,78 @@ def test_last_owner_is_protected_and_admins_stay_below_admin(accounts_client, pe
     assert roles == [{"from": "ADMIN", "to": "OWNER"}]
 
 
-def test_members_by_login_or_email_with_clear_errors(accounts_client, people):
-    members = "/api/v1/orgs/techcorp/members"
-    newcomer()
+def test_invitations_by_login_or_email_are_accepted_by_the_invited_person(accounts_client, people):
+    invitations = "/api/v1/orgs/techcorp/invitations"
+    newbie = newcomer()
     added_before = AuditLog.select().where(AuditLog.action == "member.added").count()
     by_email = accounts_client.post(
-        members, json={"email": "NEW@x.example", "role": "VIEWER"}, headers=auth(people["ADMIN"])
+        invitations,
+        json={"email": "NEW@x.example", "role": "VIEWER"},
+        headers=auth(people["ADMIN"]),
     )
-    assert by_email.status_code == 201 and by_email.json["user"]["login"] == "newbie"
-    again = accounts_client.post(members, json={"login": "newbie"}, headers=auth(people["ADMIN"]))
-    assert again.status_code == 409
-    ghost = accounts_client.post(members, json={"login": "ghost"}, headers=auth(people["ADMIN"]))
-    assert ghost.status_code == 404 and "must sign in with GitHub once" in ghost.json["message"]
+    assert by_email.status_code == 201 and by_email.json["status"] == "PENDING"
+    assert by_email.json["email"] == "new@x.example" and by_email.json["role"] == "VIEWER"
+    # Not a member until they accept; then a member with the role offered.
+    members = accounts_client.get("/api/v1/orgs/techcorp/members", headers=auth(people["ADMIN"]))
+    assert "newbie" not in {m["user"]["login"] for m in members.json}
+    mine = accounts_client.get("/api/v1/me/invitations", headers=auth(session_token(newbie)))
+    assert [(i["id"], i["organization"]["slug"]) for i in mine.json] == [
+        (by_email.json["id"], "techcorp")
+    ]
+    accepted = accept(accounts_client, newbie, by_email.json["id"])
+    assert accepted.status_code == 200 and accepted.json["role"] == "VIEWER"
+    assert accept(accounts_client, newbie, by_email.json["id"]).status_code == 409  # once
+    again = accounts_client.post(
+        invitations, json={"login": "newbie"}, headers=auth(people["ADMIN"])
+    )
+    assert again.status_code == 409 and "already a member" in again.json["message"]
+    # Someone who never signed in can be invited, but is not a member until they sign in
+    # and accept; someone else cannot accept it.
+    ghost = accounts_client.post(
+        invitations, json={"login": "ghost"}, headers=auth(people["ADMIN"])
+    )
+    assert ghost.status_code == 201 and ghost.json["status"] == "PENDING"
+    eve = User.get(User.login == "eve")
+    assert accept(accounts_client, eve, ghost.json["id"]).status_code == 404
     both = accounts_client.post(
-        members, json={"login": "a", "email": "a@b.example"}, headers=auth(people["ADMIN"])
+        invitations, json={"login": "a", "email": "a@b.example"}, headers=auth(people["ADMIN"])
     )
     assert both.status_code == 422 and "login" in both.json["errors"]["json"]
     assert AuditLog.select().where(AuditLog.action == "member.added").count() == added_before + 1
+    actions = {e.action for e in AuditLog.select().where(AuditLog.action.startswith("invitation."))}
+    assert actions == {"invitation.created", "invitation.accepted"}
 
 
 def test_plan_limits_name_the_limit(accounts_client, people, tx):
     startup = Organization.get(Organization.slug == "startup-inc")  # FREE: 5 members
     bob = session_token(User.get(User.login == "bob"))  # OWNER there
+    extras = []
     for i in range(2):
-        User.create(github_id=9200 + i, login=f"extra{i}")
+        extras.append(User.create(github_id=9200 + i, login=f"extra{i}", last_login_at=utcnow()))
         ok = accounts_client.post(
-            "/api/v1/orgs/startup-inc/members", json={"login": f"extra{i}"}, headers=auth(bob)
+            "/api/v1/orgs/startup-inc/invitations", json={"login": f"extra{i}"}, headers=auth(bob)
         )
         assert ok.status_code == 201
+    # Three members and two pending invitations fill the five seats.
     User.create(github_id=9300, login="one-too-many")
     refused = accounts_client.post(
-        "/api/v1/orgs/startup-inc/members", json={"login": "one-too-many"}, headers=auth(bob)
+        "/api/v1/orgs/startup-inc/invitations", json={"login": "one-too-many"}, headers=auth(bob)
     )
     assert refused.status_code == 402
     assert "FREE plan allows at most 5 members" in refused.json["message"]
+    assert "2 of them pending invitations" in refused.json["message"]
+    pending = accounts_client.get(
+        "/api/v1/orgs/startup-inc/invitations",
+        query_string={"status": "PENDING"},
+        headers=auth(bob),
+    ).json
+    for extra, invitation in zip(extras, sorted(pending, key=lambda i: i["id"]), strict=True):
+        assert accept(accounts_client, extra, invitation["id"]).status_code == 200
     assert UserOrganization.select().where(UserOrganization.organization == startup).count() == 5
 
     personal = Organization.get(Organization.slug == "alice-personal")
     solo = accounts_client.post(
-        f"/api/v1/orgs/{personal.slug}/members",
+        f"/api/v1/orgs/{personal.slug}/invitations",
         json={"login": "bob"},
         headers=auth(people["OWNER"]),
     )
@@ -239,10 +301,8 @@ def test_plan_limits_name_the_limit(accounts_client, people, tx):
     # Downgrading below current usage is refused, naming the limit.
     techcorp = "/api/v1/orgs/techcorp"
     for i in range(3):
-        User.create(github_id=9400 + i, login=f"tc{i}")
-        accounts_client.post(
-            f"{techcorp}/members", json={"login": f"tc{i}"}, headers=auth(people["OWNER"])
-        )
+        person = User.create(github_id=9400 + i, login=f"tc{i}", last_login_at=utcnow())
+        invite_and_accept(accounts_client, "techcorp", people["OWNER"], person)
     down = accounts_client.patch(techcorp, json={"plan": "FREE"}, headers=auth(people["OWNER"]))
     assert down.status_code == 409 and "limit of 5" in down.json["message"]
 
@@ -252,7 +312,7 @@ def test_plan_limits_name_the_limit(accounts_client, people, tx):
     )
     assert limits.status_code == 200
     assert limits.json["limits"] == {"repositories": 3, "members": 5}
-    assert limits.json["usage"] == {"repositories": 1, "members": 5}
+    assert limits.json["usage"] == {"repositories": 1, "members": 5, "invitations": 0}
     assert limits.json["can_add"] == {"repositories": True, "members": False}
     assert accounts_client.get(f"/internal/v1/orgs/{startup.id}/limits").status_code == 401
 
@@ -313,12 +373,12 @@ def test_admin_scoped_key_manages_but_cannot_own(accounts_client, people):
         Organization.get(Organization.slug == "techcorp"), "ops", ["admin"]
     )
     newcomer()
-    added = accounts_client.post(
-        "/api/v1/orgs/techcorp/members", json={"login": "newbie"}, headers=auth(admin_key)
+    invited = accounts_client.post(
+        "/api/v1/orgs/techcorp/invitations", json={"login": "newbie"}, headers=auth(admin_key)
     )
-    assert added.status_code == 201
+    assert invited.status_code == 201
     entry = AuditLog.get(
-        AuditLog.action == "member.added", AuditLog.target_id == str(added.json["user"]["id"])
+        AuditLog.action == "invitation.created", AuditLog.target_id == str(invited.json["id"])
     )
     assert entry.actor_api_key_id is not None  # the key is the recorded actor
     assert (

@@ -10,6 +10,7 @@ import requests
 
 from tests.conftest import connect
 from tests.helpers import ROOT
+from tests.services.conftest import SEEDED_GITHUB_IDS, connect_verified, github_sign_in
 from tests.services.test_auth import new_key
 
 PUSH = json.loads((ROOT.parent / "shared/github-webhooks/push/1.payload.json").read_text())
@@ -33,11 +34,14 @@ def signed_push(stack, full_name: str, secret: str, github_id: int):
     )
 
 
-def test_connect_within_the_plan_then_webhooks_rotate_disconnect_delete(stack):
-    writer = new_key(stack, "startup-inc", "activity:write", "activity:read")
+def test_connect_within_the_plan_then_webhooks_rotate_disconnect_delete(stack, fake_github):
+    # bob (startup-inc's OWNER) signed in with GitHub, whose token reads both repositories.
+    session, github_token = github_sign_in(stack, fake_github, "bob", SEEDED_GITHUB_IDS["bob"])
+    fake_github.add_repository("startup-inc/api", 990001, readers=[github_token])
+    fake_github.add_repository("startup-inc/web", 990002, readers=[github_token])
     reader = new_key(stack, "startup-inc", "activity:read")
     base = stack.url("activity") + "/api/v1/orgs/startup-inc/repositories"
-    as_writer = {"Authorization": f"Bearer {writer}"}
+    as_writer = {"Authorization": f"Bearer {session}"}
     as_reader = {"Authorization": f"Bearer {reader}"}
 
     assert (
@@ -57,6 +61,8 @@ def test_connect_within_the_plan_then_webhooks_rotate_disconnect_delete(stack):
         assert (
             body["webhook_url"].endswith("/webhooks/github") and len(body["webhook_secret"]) == 64
         )
+        # Its GitHub identity came from GitHub's API with bob's token; bob owns the token.
+        assert body["status"] == "verified" and body["github_id"] in (990001, 990002)
         created.append(body)
     over = requests.post(
         base, json={"full_name": "startup-inc/one-more"}, headers=as_writer, timeout=10
@@ -67,7 +73,6 @@ def test_connect_within_the_plan_then_webhooks_rotate_disconnect_delete(stack):
     assert dup.status_code == 409
 
     api, secret = created[0], created[0]["webhook_secret"]
-    # The secret works; the first webhook teaches us the repository's GitHub id.
     assert signed_push(stack, "startup-inc/api", secret, 990001).status_code == 202
     got = requests.get(f"{base}/{api['id']}", headers=as_reader, timeout=10).json()
     assert got["github_id"] == 990001
@@ -126,9 +131,7 @@ def test_backfill_is_queued_run_by_its_worker_and_reports_progress(stack, fake_g
     writer = new_key(stack, "techcorp", "activity:write", "activity:read")
     headers = {"Authorization": f"Bearer {writer}"}
     base = stack.url("activity") + "/api/v1/orgs/techcorp/repositories"
-    repo = requests.post(
-        base, json={"full_name": "techcorp/backfilled"}, headers=headers, timeout=10
-    ).json()
+    repo = connect_verified(stack, fake_github, "techcorp", "techcorp/backfilled", 990101)
     url = f"{base}/{repo['id']}/backfill"
     assert requests.get(url, headers=headers, timeout=10).json()["state"] is None
     queued = requests.post(url, json={"since": "2017-01-01T00:00:00Z"}, headers=headers, timeout=10)
@@ -155,12 +158,7 @@ def test_backfill_command_line(stack, fake_github):
     fake_github.rest = load_rest_data()
     writer = new_key(stack, "techcorp", "activity:write")
     base = stack.url("activity") + "/api/v1/orgs/techcorp/repositories"
-    repo = requests.post(
-        base,
-        json={"full_name": "techcorp/cli-backfill"},
-        headers={"Authorization": f"Bearer {writer}"},
-        timeout=10,
-    ).json()
+    repo = connect_verified(stack, fake_github, "techcorp", "techcorp/cli-backfill", 990102)
     result = stack.cli("backfill", "techcorp/cli-backfill", "--since", "2017-01-01")
     assert result.returncode == 0, result.stderr
     assert "pages" in result.stderr and result.stdout.startswith("done: ")

@@ -12,7 +12,7 @@ import pytest
 from services.activity import logic
 from services.activity.webhook_wsgi import WebhookFastPath
 from shared import crypto
-from shared.models import Event, Organization, Repository
+from shared.models import Event, Organization, Repository, utcnow
 from shared.observability import REQUESTS
 from tests.helpers import ROOT
 from tests.services.test_webhooks import sign
@@ -39,6 +39,7 @@ def apps(tx, monkeypatch):
             github_id=repository["id"],
             full_name=repository["full_name"],
             webhook_secret_encrypted=crypto.encrypt("fast-secret"),
+            verified_at=utcnow(),  # GitHub's API confirmed it
         )
     config = {"TESTING": True, "DATABASE": tx, "MAX_CONTENT_LENGTH": MAX_BODY}
     fast = create_app(config)

@@ -23,6 +23,7 @@ from shared.models import (
     PullRequest,
     Repository,
     Review,
+    utcnow,
 )
 from tests.helpers import ROOT
 
@@ -68,6 +69,7 @@ def activity(tx, monkeypatch):
             github_id=github_id,
             full_name=full_name,
             webhook_secret_encrypted=crypto.encrypt(SECRET),
+            verified_at=utcnow(),  # GitHub's API confirmed it
         )
     return create_app({"TESTING": True, "DATABASE": tx}).test_client()
 

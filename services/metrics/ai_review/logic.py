@@ -206,12 +206,16 @@ def publish_completed(review: AIReview, pr: PullRequest, repo: Repository) -> No
 def _github_files(pr: PullRequest, repo: Repository, *, final_attempt: bool):
     """GitHub's file list of the pull request, or None with the reason; a GitHub outage
     fails the job (retried) until its last attempt, which settles for the totals."""
-    from services.activity.backfill import org_token
+    from services.activity.github_access import repository_token, status_of
 
     totals = "Based on the pull request's totals only"
-    token = org_token(pr.organization_id)
+    token = repository_token(repo)
     if not token:
-        return None, f"{totals}: the organization has no GitHub token, so no file list."
+        state = status_of(repo).state
+        return (
+            None,
+            f"{totals}: the repository has no usable GitHub token ({state}), so no file list.",
+        )
     client = GitHubRest(token, max_wait_seconds=60)
     files: list[dict] = []
     try:
