@@ -190,13 +190,13 @@ def generate(
                 "repositories",
                 ("id", "organization_id", "github_id", "full_name", "default_branch",
                  "language", "private", "sensitivity", "is_active", "connected_at",
-                 "created_at", "updated_at", "settings", "backfill_state"),
+                 "verified_at", "created_at", "updated_at", "settings", "backfill_state"),
             )  # fmt: skip
             for r in range(1, repos + 1):
                 repo_copier.add(
                     r, org, 700_000 + r, f"{ORG_SLUG}/service-{r:02d}", "main",
                     rng.choice(("Python", "Go", "TypeScript", "Kotlin")), True, "INTERNAL", True,
-                    created, created, created, "{}", "{}",
+                    created, created, created, created, "{}", "{}",
                 )  # fmt: skip
             repo_copier.flush()
             counts["repositories"] = repo_copier.count

@@ -101,7 +101,7 @@ def connect_repositories(database_url: str, found) -> None:
     that already exists, e.g. in a generated history, just gets SECRET)."""
     from shared import crypto
     from shared.database import db, open_database
-    from shared.models import Organization, Repository
+    from shared.models import Organization, Repository, utcnow
 
     encryption_key()  # before the first encrypt: the servers must open these secrets
     database = open_database(database_url, pool_min=0, pool_max=1)
@@ -122,9 +122,11 @@ def connect_repositories(database_url: str, found) -> None:
                         github_id=github_id,
                         full_name=f"{full_name}-{github_id}",
                         webhook_secret_encrypted=secret,
+                        verified_at=utcnow(),  # as GitHub's API would confirm it
                     )
                 else:
                     repo.webhook_secret_encrypted, repo.is_active = secret, True
+                    repo.verified_at = repo.verified_at or utcnow()
                     repo.save()
     finally:
         database.close_all()

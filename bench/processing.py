@@ -510,7 +510,13 @@ def store_events(url: str, factory: EventFactory, events) -> int:
             with db.atomic():
                 ids = (
                     Event.insert_many(chunk)
-                    .returning(Event.id, Event.received_at, Event.hook_id, Event.delivery_id)
+                    .returning(
+                        Event.id,
+                        Event.received_at,
+                        Event.hook_id,
+                        Event.delivery_id,
+                        Event.repository,
+                    )
                     .execute()
                 )
                 EventDelivery.insert_many(
@@ -519,6 +525,7 @@ def store_events(url: str, factory: EventFactory, events) -> int:
                             "source": "github",
                             "hook_id": row.hook_id,
                             "delivery_id": row.delivery_id,
+                            "repository_id": row.repository_id,
                             "event_id": row.id,
                             "received_at": row.received_at,
                         }

@@ -113,8 +113,10 @@ class GitHubRest:
         *,
         sleep=None,
         max_wait_seconds: float = 900.0,
+        attempts: int = MAX_ATTEMPTS,
     ):
         self.settings = settings or Settings.from_env()
+        self.attempts = attempts
         self.session = requests.Session()
         self.session.headers.update({**API_HEADERS, "User-Agent": "DevMetrics"})
         if token:
@@ -130,7 +132,7 @@ class GitHubRest:
 
     def get(self, path: str, params: dict | None = None, etag: str | None = None) -> RestPage:
         headers = {"If-None-Match": etag} if etag else {}
-        for attempt in range(1, self.MAX_ATTEMPTS + 1):
+        for attempt in range(1, self.attempts + 1):
             try:
                 response = self.session.get(
                     self.url(path),
@@ -139,7 +141,7 @@ class GitHubRest:
                     timeout=self.settings.github_timeout_seconds,
                 )
             except requests.RequestException as exc:
-                if attempt == self.MAX_ATTEMPTS:
+                if attempt == self.attempts:
                     raise UpstreamError(
                         f"GitHub could not be reached: {type(exc).__name__}"
                     ) from None
@@ -165,7 +167,7 @@ class GitHubRest:
                 self._wait(wait)
                 continue
             if response.status_code >= 500:
-                if attempt == self.MAX_ATTEMPTS:
+                if attempt == self.attempts:
                     raise UpstreamError(f"GitHub kept failing (HTTP {response.status_code})")
                 self._wait(2 ** (attempt - 1) * 0.5)
                 continue

@@ -199,6 +199,7 @@ def fake_github(fake_github_server):
     state.error502_once.clear()
     state.rest_requests.clear()
     state.repositories.clear()
+    state.tokens_used.clear()
     return state
 
 

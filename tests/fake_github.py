@@ -145,6 +145,7 @@ class FakeGitHub:
     rate_limit_once: set = field(default_factory=set)  # paths answered 403 + reset, once
     error502_once: set = field(default_factory=set)  # paths answered 502, once
     rest_requests: list = field(default_factory=list)  # (path, query, If-None-Match)
+    tokens_used: list = field(default_factory=list)  # (path, bearer token) of each request
     # full_name (lowercase) -> (repository object, tokens that can read it, or None: anyone)
     repositories: dict = field(default_factory=dict)
 
@@ -207,6 +208,9 @@ def make_app(state: FakeGitHub) -> Flask:
     @app.before_request
     def record():
         state.requests.append((request.method, request.path, request.values.to_dict()))
+        auth = request.headers.get("Authorization", "")
+        if auth:
+            state.tokens_used.append((request.path, auth.split(" ", 1)[-1]))
         if state.mode == "error500":
             return jsonify({"message": "Server Error"}), 500
         if state.mode == "slow":

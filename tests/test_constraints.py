@@ -83,7 +83,9 @@ def one_row_per_table(seeded):
         organization=repo.organization_id,
         payload={"ref": "refs/heads/main"},
     )
-    EventDelivery.create(delivery_id="72d3162e-cc78-11e3-81ab-4c9367dc0958", event_id=1)
+    EventDelivery.create(
+        delivery_id="72d3162e-cc78-11e3-81ab-4c9367dc0958", event_id=1, repository_id=repo.id
+    )
     Job.create(queue="outbox", dedupe_key="m-1", payload={"topic": "t"})
     InboxMessage.create(consumer="metrics", message_id="m-1", topic="t")
     pr = PullRequest.select().first()

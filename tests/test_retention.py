@@ -241,7 +241,12 @@ def test_delivery_dedupe_goes_only_after_its_event_and_the_longest_policy(seeded
     pending = Event.get(Event.status == "PENDING")
     EventDelivery.insert_many(
         [
-            {"delivery_id": f"d-{i}", "event_id": event_id, "received_at": days_ago(NOW, age)}
+            {
+                "delivery_id": f"d-{i}",
+                "event_id": event_id,
+                "repository_id": pending.repository_id,
+                "received_at": days_ago(NOW, age),
+            }
             for i, (event_id, age) in enumerate(
                 (
                     (999_999, 100),  # deleted: its event is gone and it is past 90 days

@@ -133,12 +133,18 @@ def person_token(user_id: int | None) -> str | None:
     return crypto.decrypt(user.oauth_token_encrypted)
 
 
-def github_identity(full_name: str, token: str, *, max_wait_seconds: float = 5) -> dict:
+def github_identity(full_name: str, token: str, *, background: bool = False) -> dict:
     """What GitHub says `full_name` is, asked with `token`: the columns a verified
     repository takes. NotFound when that token cannot read it; UpstreamError (502) when
-    GitHub is unavailable."""
+    GitHub is unavailable. On a request's path it waits little (one retry, no long rate
+    limit wait); the background retry waits as a backfill does."""
+    client = (
+        GitHubRest(token, max_wait_seconds=60)
+        if background
+        else GitHubRest(token, max_wait_seconds=5, attempts=2)
+    )
     try:
-        data = GitHubRest(token, max_wait_seconds=max_wait_seconds).get(f"/repos/{full_name}").data
+        data = client.get(f"/repos/{full_name}").data
     except BadRequest as exc:  # 404, or a token GitHub refuses (401/403)
         raise NotFound(
             f"GitHub has no repository {full_name} that your GitHub token can read ({exc.message})"
@@ -224,7 +230,7 @@ def run_verification(repo: Repository) -> None:
     if token is None:
         return  # nobody's token to ask with: the status says so; an ADMIN verifies it
     try:
-        identity = github_identity(repo.full_name, token, max_wait_seconds=60)
+        identity = github_identity(repo.full_name, token, background=True)
     except NotFound as exc:
         record_token_refused(repo, exc.message)
         return

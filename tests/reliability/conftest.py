@@ -245,6 +245,7 @@ def rstack(database_factory, tmp_path_factory):
             github_id=REPO_GITHUB_ID,
             full_name=REPO_FULL_NAME,
             webhook_secret_encrypted=crypto.encrypt(SECRET),
+            verified_at=utcnow(),  # GitHub's API confirmed it
         )
     stack = ReliabilityStack(
         url, proxied, proxy, ports, env, tmp_path_factory.mktemp("reliability-logs")

@@ -14,6 +14,7 @@ import requests
 
 from tests.reliability.report import record
 from tests.security.conftest import github_sign_in, specs
+from tests.services.conftest import join
 
 INJECTIONS = [
     "' OR '1'='1",
@@ -53,13 +54,7 @@ def techcorp_owner(secure_stack, sessions, fake_github_server) -> str:
     API key: a key costs a bcrypt check per service each time its short cached
     answer (1 s here) runs out, which would be most of this test's time."""
     token = github_sign_in(secure_stack, fake_github_server, "injector", 9_900_002)[0]
-    added = requests.post(
-        secure_stack.url("accounts") + "/api/v1/orgs/techcorp/members",
-        json={"login": "injector", "role": "OWNER"},
-        headers={"Authorization": f"Bearer {sessions['alice']}"},
-        timeout=10,
-    )
-    assert added.status_code == 201, added.text
+    join(secure_stack, "techcorp", "OWNER", inviter=sessions["alice"], invitee=token)
     return token
 
 

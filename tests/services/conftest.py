@@ -118,3 +118,26 @@ def connect_verified(
     assert response.status_code == 201, response.text
     assert response.json()["status"] == "verified", response.json()
     return response.json()
+
+
+def join(stack: Stack, org: str, role: str, *, inviter: str, invitee: str) -> dict:
+    """Make the signed-in person `invitee` (a session token) a member of `org` the only way
+    there is: `inviter` (an OWNER's or ADMIN's session) invites their login, they accept."""
+    accounts = stack.url("accounts")
+    me = requests.get(
+        f"{accounts}/api/v1/me", headers={"Authorization": f"Bearer {invitee}"}, timeout=10
+    )
+    invited = requests.post(
+        f"{accounts}/api/v1/orgs/{org}/invitations",
+        json={"login": me.json()["user"]["login"], "role": role},
+        headers={"Authorization": f"Bearer {inviter}"},
+        timeout=10,
+    )
+    assert invited.status_code == 201, invited.text
+    accepted = requests.post(
+        f"{accounts}/api/v1/me/invitations/{invited.json()['id']}/accept",
+        headers={"Authorization": f"Bearer {invitee}"},
+        timeout=10,
+    )
+    assert accepted.status_code == 200, accepted.text
+    return accepted.json()

@@ -22,6 +22,7 @@ from shared.models import (
     Repository,
     User,
     UserOrganization,
+    utcnow,
 )
 from tests.conftest import run_cli
 from tests.helpers import ROOT, bound_to
@@ -82,15 +83,18 @@ def test_a_risky_review_alerts_a_webhook_exactly_once_and_a_failing_one_goes_dea
     with HttpReceiver() as receiver:
         with bound_to(stack.database_url):
             org = Organization.create(name="Alerts E2E", slug="alerts-e2e", plan="PRO")
+            # An admin signed in with GitHub connected it: the review lists the changed files
+            # with their token.
+            admin = User.create(login="alerts-admin", oauth_token_encrypted=crypto.encrypt("gho_x"))
+            UserOrganization.create(user=admin, organization=org, role="ADMIN")
             repo = Repository.create(
                 organization=org,
                 full_name="alerts-e2e/api",
                 github_id=880401,
                 webhook_secret_encrypted=crypto.encrypt(WEBHOOK_SECRET),
+                verified_at=utcnow(),
+                connected_by=admin,
             )
-            # An admin signed in with GitHub: the review can list the changed files.
-            admin = User.create(login="alerts-admin", oauth_token_encrypted=crypto.encrypt("gho_x"))
-            UserOrganization.create(user=admin, organization=org, role="ADMIN")
             rule = NotificationRule.create(
                 organization=org,
                 name="Risky pull requests",

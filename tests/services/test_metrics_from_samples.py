@@ -62,6 +62,7 @@ from shared.models import (
     RepositoryStats,
     TeamMetric,
     User,
+    utcnow,
 )
 from shared.worker import run_batch
 from tests.helpers import INTERNAL_TOKEN
@@ -263,6 +264,7 @@ def samples_org(tx, monkeypatch):
             full_name=full_name,
             default_branch="master",
             webhook_secret_encrypted=crypto.encrypt(SECRET),
+            verified_at=utcnow(),  # GitHub's API confirmed it
             settings={"deployment_source": "workflow:test.yml"} if github_id == OCTO_REPO else {},
         )
     return org
