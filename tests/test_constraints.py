@@ -191,6 +191,7 @@ def test_every_unique_constraint_is_covered():
     # The parametrized test above is generated from the models; make sure it saw them all.
     names = {f"{m._meta.table_name}({','.join(c)})" for m, c in UNIQUE_INDEXES}
     assert len(names) == len(UNIQUE_INDEXES) >= 24
-    assert "event_deliveries(source,hook_id,delivery_id)" in names
+    assert "event_deliveries(source,hook_id,delivery_id,repository_id)" in names
+    assert "repositories(organization,github_id)" in names
     assert "notification_logs(rule,event_key)" in names
     assert "ai_reviews(pull_request,head_sha,provider)" in names
