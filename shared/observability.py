@@ -90,6 +90,10 @@ LATENCY = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 JOBS = Counter("devmetrics_jobs_total", "Background jobs finished", ["queue", "outcome"])
+# The CPU-heavy part of authentication (accounts): a rise of "refused" is someone guessing.
+API_KEY_BCRYPT_CHECKS = Counter(
+    "devmetrics_api_key_bcrypt_checks_total", "bcrypt checks of API-key secrets", ["result"]
+)
 
 
 def observe_request(service: str, method: str, endpoint: str, status: int, seconds: float):

@@ -4,6 +4,8 @@ Slack incoming webhooks and customer webhooks, and an SMTP server (aiosmtpd).
 The HTTP receiver records every request (path, headers, body) and answers from a script:
 `receiver.script(Answer(500), Answer(429, retry_after="120"), Answer(hang=True), ...)` -
 each request takes the next answer, then plain 200 "ok" (Slack's answer) once it runs out.
+`Answer(404, "Cannot POST ", echo=True)` appends the request's path and query to the body,
+as web frameworks' error pages do.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ class Answer:
     body: str = "ok"
     retry_after: str | None = None
     hang: bool = False  # hold the request open until the receiver is released or closed
+    echo: bool = False  # append the request's path (and query string) to the body
 
 
 @dataclass
@@ -69,7 +72,7 @@ class HttpReceiver:
                 if answer.hang:
                     state.release.wait(60)
                     return  # close without answering
-                payload = answer.body.encode()
+                payload = (answer.body + (self.path if answer.echo else "")).encode()
                 self.send_response(answer.status)
                 self.send_header("Content-Type", "text/plain")
                 self.send_header("Content-Length", str(len(payload)))
@@ -112,15 +115,30 @@ class _Mailbox:
         return "250 Message accepted for delivery"
 
 
+class _RefusingMailbox(_Mailbox):
+    def __init__(self, auth_reply):
+        super().__init__()
+        self.auth_reply = auth_reply
+
+    async def handle_AUTH(self, server, session, envelope, args):
+        return self.auth_reply(args)
+
+
 class SmtpReceiver:
     """aiosmtpd on a loopback port; `messages` holds what it accepted (parsed). With a
-    `tls_context` it offers STARTTLS."""
+    `tls_context` it offers STARTTLS (and AUTH PLAIN after it); `auth_reply(args)` answers
+    every AUTH command (e.g. a 535 that echoes what the client sent, as some servers do)."""
 
-    def __init__(self, tls_context=None):
-        self.mailbox = _Mailbox()
+    def __init__(self, tls_context=None, auth_reply=None):
+        self.mailbox = _RefusingMailbox(auth_reply) if auth_reply else _Mailbox()
         self.port = free_port()
         self._controller = Controller(
-            self.mailbox, hostname="127.0.0.1", port=self.port, tls_context=tls_context
+            self.mailbox,
+            hostname="127.0.0.1",
+            port=self.port,
+            tls_context=tls_context,
+            # One mechanism: the client's last error is the answer to its password.
+            auth_exclude_mechanism=["LOGIN"] if auth_reply else None,
         )
 
     @property

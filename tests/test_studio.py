@@ -23,6 +23,7 @@ from shared.models import (
     User,
 )
 from shared.studio import create_studio_app
+from shared.studio.signin import local_path
 from shared.studio.views import endpoint_of
 from tests.conftest import DEVMETRICS, run_cli
 from tests.helpers import free_port, stop, wait_until
@@ -192,6 +193,18 @@ def test_cli_refuses_without_password_and_in_production(database_factory):
     assert "--allow-production" in production.stderr
 
 
+def test_cli_refuses_a_malformed_sign_in_limit(database_factory):
+    url = database_factory.new_url()
+    assert run_cli("db", "migrate", database_url=url).returncode == 0
+    refused = run_cli(
+        "studio",
+        database_url=url,
+        env={"STUDIO_PASSWORD": PASSWORD, "STUDIO_SIGN_IN_LIMIT": "lots"},
+    )
+    assert refused.returncode == 1
+    assert "STUDIO_SIGN_IN_LIMIT must be a rate" in refused.stderr
+
+
 def start_studio(url: str, *args: str, env: dict | None = None) -> subprocess.Popen:
     import os
 
@@ -259,3 +272,17 @@ def test_every_column_sorts_and_lists_paginate(studio):
         for page in range(pages)
     ]
     assert sizes == [min(50, total - 50 * page) for page in range(pages - 1)] + [0]
+
+
+@pytest.mark.parametrize(
+    "target",
+    ["/\t/evil.invalid/", "//evil", "/\\evil", "\\\\evil", "https://evil", "/\n/evil", "", None],
+)
+def test_studio_redirects_only_to_its_own_paths(target):
+    assert local_path(target) == "/"
+
+
+def test_studio_keeps_a_local_path():
+    assert local_path("/repository/?flt0_organization_equals=1") == (
+        "/repository/?flt0_organization_equals=1"
+    )

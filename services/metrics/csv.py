@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import csv
 import io
-import math
 import re
 
 import marshmallow as ma
 from flask import Response, request
 
+from shared.spreadsheet import cell  # the one rule of CSV cells (Studio too)
+
 CONTENT_TYPE = "text/csv; charset=utf-8"
-# A cell starting with one of these is run as a formula by spreadsheets (CSV injection).
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 UNSAFE_FILENAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -38,24 +37,6 @@ def flatten(row: dict, prefix: str = "") -> dict:
         else:
             flat[name] = value
     return flat
-
-
-def cell(value) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        if math.isnan(value) or math.isinf(value):
-            return ""
-        return repr(value)
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, (list, tuple)):
-        value = ";".join(cell(v) for v in value)
-    text = str(value)
-    # Text from GitHub (logins, titles, repository names) is data, never a formula.
-    return "'" + text if text.startswith(FORMULA_START) else text
 
 
 def csv_text(rows: list[dict], columns: list[str]) -> str:

@@ -8,6 +8,7 @@ import datetime as dt
 
 from flask import Blueprint, current_app, redirect, render_template, request, url_for
 
+from shared import crypto
 from shared.http import ServiceUnavailable
 from shared.models import Organization, Role, User, UserOrganization
 from shared.permissions import ROLE_RANK
@@ -28,7 +29,8 @@ def _signed_in(org_ref: str | None) -> dict | None:
     """The session behind the browser's cookie as accounts' introspection answers it (with the
     user's membership of `org_ref`), or None when there is no active session."""
     token = request.cookies.get(SESSION_COOKIE)
-    if not token or len(token) > MAX_TOKEN_LENGTH:
+    # Only a session is asked about: an API key here could only cost accounts a bcrypt.
+    if not token or len(token) > MAX_TOKEN_LENGTH or not crypto.is_session_token(token):
         return None
     data = current_app.extensions["devmetrics"]["resolve_token"](token, org_ref)
     if not data.get("active") or data.get("kind") != "session":

@@ -3,22 +3,28 @@ signed JSON webhook, or an e-mail (plain text and HTML) over SMTP.
 
 `render(rule, payload)` builds the message of the rule's channel; `send(...)` delivers it once
 and returns an `Attempt` that the delivery worker turns into a status (sent, retry, failed).
+An attempt's error is stored, answered and logged as it is, so `send` masks it first (the
+target as on rule reads, SMTP credentials out: `mask_error`), and a refused private address
+is never named (`PRIVATE_REFUSED`).
 Messages about CONFIDENTIAL or RESTRICTED repositories keep only an allowlist of fields: no
 titles, bodies or file names ever leave the service for them.
 """
 
 from __future__ import annotations
 
+import base64
 import email.utils
 import hashlib
 import hmac
 import html
 import ipaddress
 import json
+import logging
 import smtplib
 import socket
 import ssl
 import time
+import traceback
 from dataclasses import dataclass
 from email.message import EmailMessage
 from urllib.parse import urlsplit
@@ -28,14 +34,20 @@ from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
+from shared import masking
 from shared.config import Settings
 from shared.crypto import decrypt
 from shared.models import Channel, NotificationRule, Sensitivity
+
+log = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "X-DevMetrics-Signature"
 DELIVERY_HEADER = "X-DevMetrics-Delivery"
 EVENT_HEADER = "X-DevMetrics-Event"
 USER_AGENT = "DevMetrics-Notifications/1"
+# What a target resolving to (or connecting to) a non-public address is told: never which
+# address, which would map internal names for whoever can create a rule.
+PRIVATE_REFUSED = "refused: private address"
 REDACTED_SENSITIVITIES = {Sensitivity.CONFIDENTIAL, Sensitivity.RESTRICTED}
 # What a message about a confidential repository may still say: identifiers, numbers and
 # states, never free text written by people (titles, bodies, commit messages, file names).
@@ -331,10 +343,10 @@ def check_target(url: str, settings: Settings | None = None) -> None:
     settings = settings or Settings.from_env()
     parts = urlsplit(url)
     if not parts.hostname:
-        raise UnsafeTarget(f"target {url!r} is not a URL")
+        raise UnsafeTarget("target is not a URL")
     if settings.notifications_allow_private_targets:
         if parts.scheme not in ("http", "https"):
-            raise UnsafeTarget(f"target {url!r} must be an http(s) URL")
+            raise UnsafeTarget("target must be an http(s) URL")
         return
     if parts.scheme != "https":
         raise UnsafeTarget("target must be an https:// URL")
@@ -342,12 +354,8 @@ def check_target(url: str, settings: Settings | None = None) -> None:
         infos = socket.getaddrinfo(parts.hostname, parts.port or 443, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
         raise UnsafeTarget(f"target host {parts.hostname} does not resolve: {exc}") from None
-    for *_, sockaddr in infos:
-        if _forbidden(sockaddr[0]):
-            raise UnsafeTarget(
-                f"target host {parts.hostname} resolves to a private, loopback or link-local "
-                f"address ({sockaddr[0]})"
-            )
+    if any(_forbidden(sockaddr[0]) for *_, sockaddr in infos):
+        raise UnsafeTarget(PRIVATE_REFUSED)
 
 
 class _PeerCheck:
@@ -358,7 +366,7 @@ class _PeerCheck:
         peer = self.sock.getpeername()[0]
         if _forbidden(peer):
             self.sock.close()
-            raise UnsafeTarget(f"target {self.host} connected to a private address ({peer})")
+            raise UnsafeTarget(PRIVATE_REFUSED)
 
 
 class _CheckedHTTPConnection(_PeerCheck, HTTPConnection):
@@ -437,7 +445,7 @@ def post_json(url: str, body: bytes, headers: dict, settings: Settings) -> Attem
     code = response.status_code
     if 200 <= code < 300:
         return Attempt(True, response_code=code)
-    detail = f"{url.split('?')[0]} answered {code}: {response.text[:300]}"
+    detail = f"{masking.mask_target(url)} answered {code}: {response.text[:300]}"
     if code == 429 or code >= 500:
         return Attempt(
             False,
@@ -469,6 +477,12 @@ def _unsafe_in(exc: BaseException) -> UnsafeTarget | None:
 # --- e-mail ------------------------------------------------------------------------------
 
 
+def _reply(text) -> str:
+    # An SMTP reply as text (not a bytes repr, whose escapes would hide an echoed password
+    # from mask_error).
+    return text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)
+
+
 def send_email(message: EmailMessage, settings: Settings) -> Attempt:
     if not settings.smtp_host:
         return Attempt(False, error="SMTP_HOST is not configured")
@@ -498,21 +512,21 @@ def send_email(message: EmailMessage, settings: Settings) -> Attempt:
             refused = smtp.send_message(message)
             if refused:
                 code, reason = next(iter(refused.values()))
-                return Attempt(False, response_code=code, error=f"refused: {reason!r}")
+                return Attempt(False, response_code=code, error=f"refused: {_reply(reason)}")
             return Attempt(True, response_code=250)
     except smtplib.SMTPRecipientsRefused as exc:
         code, reason = next(iter(exc.recipients.values()))
         return Attempt(
             False,
             response_code=code,
-            error=f"recipient refused: {code} {reason!r}",
+            error=f"recipient refused: {code} {_reply(reason)}",
             retryable=400 <= code < 500,
         )
     except smtplib.SMTPResponseException as exc:
         return Attempt(
             False,
             response_code=exc.smtp_code,
-            error=f"SMTP {exc.smtp_code}: {exc.smtp_error!r}",
+            error=f"SMTP {exc.smtp_code}: {_reply(exc.smtp_error)}",
             retryable=400 <= exc.smtp_code < 500,
         )
     except (smtplib.SMTPException, OSError) as exc:  # timeouts, refused connections, TLS
@@ -525,7 +539,52 @@ def send_email(message: EmailMessage, settings: Settings) -> Attempt:
 def send(
     rule: NotificationRule, payload: dict, *, event_key: str, delivery: str, settings: Settings
 ) -> Attempt:
-    """Deliver `payload` once over the rule's channel; `delivery` is the idempotency key."""
+    """Deliver `payload` once over the rule's channel; `delivery` is the idempotency key.
+    Never raises (a bug is a retryable failed attempt), and the attempt's error is masked
+    (`mask_error`): callers store, answer and log it as it is."""
+    try:
+        attempt = _send(rule, payload, event_key=event_key, delivery=delivery, settings=settings)
+    except Exception as exc:  # a bug must not leave a delivery SENDING until its lease ends
+        log.error(
+            "notification delivery crashed",
+            extra={
+                "rule_id": rule.id,
+                "delivery": delivery,
+                "traceback": mask_error(rule, traceback.format_exc(), settings),
+            },
+        )
+        attempt = Attempt(False, error=f"{type(exc).__name__}: {exc}", retryable=True)
+    attempt.error = mask_error(rule, attempt.error, settings)
+    return attempt
+
+
+def smtp_secrets(settings: Settings) -> list[str]:
+    """The SMTP password as a server could echo it: plain, and inside AUTH PLAIN/LOGIN."""
+    if not settings.smtp_password:
+        return []
+    user, password = settings.smtp_user or "", settings.smtp_password
+    return [
+        password,
+        base64.b64encode(password.encode()).decode(),
+        base64.b64encode(f"\0{user}\0{password}".encode()).decode(),
+    ]
+
+
+def mask_error(rule: NotificationRule, text: str | None, settings: Settings | None = None):
+    """An error of `rule`'s deliveries as people may see it (the delivery log, the test
+    answer, the logs): its target masked the way rule reads show it (shared.masking), and
+    no SMTP credentials."""
+    if not text:
+        return text
+    secrets = []
+    if rule.channel == Channel.EMAIL:  # only an e-mail delivery speaks to the SMTP server
+        secrets = smtp_secrets(settings or Settings.from_env())
+    return masking.scrub(text, targets=[rule.target], secrets=secrets)
+
+
+def _send(
+    rule: NotificationRule, payload: dict, *, event_key: str, delivery: str, settings: Settings
+) -> Attempt:
     summary = summarize(rule, payload, settings)
     if rule.channel == Channel.EMAIL:
         return send_email(email_message(rule, summary, settings), settings)

@@ -1,8 +1,8 @@
-from urllib.parse import urlsplit
-
 import marshmallow as ma
 
+from services.notifications.channels import mask_error
 from services.notifications.conditions import TRIGGERS
+from shared.masking import mask_target
 from shared.models import Channel, DeliveryStatus
 from shared.web.api import Schema
 
@@ -11,10 +11,7 @@ MAX_COOLDOWN_SECONDS = 30 * 24 * 3600
 
 def _masked(rule) -> str:
     """A URL target shows only its host: a Slack incoming-webhook URL is a credential."""
-    if rule.channel == Channel.EMAIL:
-        return rule.target
-    parts = urlsplit(rule.target)
-    return f"{parts.scheme}://{parts.netloc}/…"
+    return mask_target(rule.target, rule.channel)
 
 
 class RuleSchema(Schema):
@@ -114,6 +111,14 @@ class LogQuerySchema(Schema):
             raise ma.ValidationError("must not be before from", "to")
 
 
+class DeliveryError(ma.fields.String):
+    """A delivery's error, masked as rule reads mask its target: masked when stored, and
+    again here for rows stored before errors were masked."""
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        return super()._serialize(mask_error(obj.rule, value), attr, obj, **kwargs)
+
+
 class LogSchema(Schema):
     id = ma.fields.Integer()
     rule_id = ma.fields.Integer()
@@ -124,7 +129,10 @@ class LogSchema(Schema):
     payload = ma.fields.Raw()
     attempts = ma.fields.Integer()
     response_code = ma.fields.Integer(allow_none=True)
-    last_error = ma.fields.String(allow_none=True)
+    last_error = DeliveryError(
+        allow_none=True,
+        metadata={"description": "the last attempt's error; its target shows only its host"},
+    )
     next_attempt_at = ma.fields.DateTime(allow_none=True)
     last_attempt_at = ma.fields.DateTime(allow_none=True)
     sent_at = ma.fields.DateTime(allow_none=True)

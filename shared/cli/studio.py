@@ -35,11 +35,19 @@ def studio_cmd(settings, host: str, port: int, allow_production: bool):
         fail("STUDIO_PASSWORD must be set: Studio refuses to start without a password")
     if settings.is_production and not allow_production:
         fail("refusing to start Studio with DEVMETRICS_ENV=production (pass --allow-production)")
+    from limits import parse_many
     from werkzeug.serving import make_server
 
     from shared.studio import create_studio_app
+    from shared.studio.signin import DEFAULT_SIGN_IN_LIMIT
 
-    server = make_server(host, port, create_studio_app(password), threaded=True)
+    sign_in_limit = os.environ.get("STUDIO_SIGN_IN_LIMIT") or DEFAULT_SIGN_IN_LIMIT
+    try:
+        parse_many(sign_in_limit)
+    except ValueError:
+        fail(f"STUDIO_SIGN_IN_LIMIT must be a rate such as '5 per minute', got {sign_in_limit!r}")
+    app = create_studio_app(password, sign_in_limit=sign_in_limit)
+    server = make_server(host, port, app, threaded=True)
     if not is_loopback(host):
         click.echo(f"warning: Studio is reachable beyond this machine on {host}", err=True)
     click.echo(f"Studio on http://{host}:{server.server_port} (Ctrl-C to stop)", err=True)

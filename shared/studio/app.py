@@ -1,4 +1,7 @@
-"""The Studio Flask app: one password (STUDIO_PASSWORD), a session cookie, every table."""
+"""The Studio Flask app: one password (STUDIO_PASSWORD), a session cookie, every table.
+
+Failed sign-ins are limited per client address (STUDIO_SIGN_IN_LIMIT, see signin.py), and
+after signing in the browser goes only to a path on this site."""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ from flask_admin import Admin, AdminIndexView, expose
 
 from shared.database import db
 from shared.models import MODELS
+from shared.studio.signin import DEFAULT_SIGN_IN_LIMIT, FailedSignIns, local_path
 from shared.studio.views import StudioModelView, link_relations
 
 LOGIN_PAGE = """<!doctype html>
@@ -24,6 +28,13 @@ LOGIN_PAGE = """<!doctype html>
 """
 
 
+def _password_ok(expected_csrf: str | None, given: str, password: str) -> bool:
+    # bytes: compare_digest refuses str with non-ASCII characters (a TypeError, a 500)
+    sent_csrf = request.form.get("csrf", "").encode()
+    csrf_ok = expected_csrf and hmac.compare_digest(expected_csrf.encode(), sent_csrf)
+    return bool(csrf_ok) and hmac.compare_digest(given.encode(), password.encode())
+
+
 class StudioIndexView(AdminIndexView):
     def is_accessible(self):
         return bool(session.get("studio"))
@@ -36,9 +47,10 @@ class StudioIndexView(AdminIndexView):
         return redirect(url_for("organization.index_view"))
 
 
-def create_studio_app(password: str) -> Flask:
+def create_studio_app(password: str, sign_in_limit: str = DEFAULT_SIGN_IN_LIMIT) -> Flask:
     if not password:
         raise ValueError("STUDIO_PASSWORD must be set")
+    failures = FailedSignIns(sign_in_limit)
     app = Flask(__name__, template_folder="templates")
     # A fresh key per process: restarting Studio signs everyone out, which is fine locally.
     app.secret_key = secrets.token_bytes(32)
@@ -46,24 +58,28 @@ def create_studio_app(password: str) -> Flask:
 
     @app.route("/login", methods=["GET", "POST"], endpoint="studio_login")
     def login():
-        error = None
+        error, status, headers = None, 200, {}
         if request.method == "POST":
             expected_csrf = session.pop("login_csrf", None)
             given = request.form.get("password", "")
-            csrf_ok = expected_csrf and hmac.compare_digest(
-                expected_csrf, request.form.get("csrf", "")
-            )
-            if csrf_ok and hmac.compare_digest(given.encode(), password.encode()):
+            address = request.remote_addr or "unknown"
+            with failures.lock:
+                wait = failures.retry_after(address)
+                signed_in = wait is None and _password_ok(expected_csrf, given, password)
+                if wait is None and not signed_in:
+                    failures.failed(address)
+            if signed_in:
                 session.clear()
                 session["studio"] = True
-                target = request.args.get("next") or "/"
-                # Only paths on this site: "//host" would leave it.
-                local = target.startswith("/") and not target.startswith("//")
-                return redirect(target if local else "/")
-            error = "Wrong password."
+                return redirect(local_path(request.args.get("next")))
+            if wait is not None:
+                error = f"Too many failed sign-ins from this address: try again in {wait} s."
+                status, headers = 429, {"Retry-After": str(wait)}
+            else:
+                error, status = "Wrong password.", 401
         session["login_csrf"] = secrets.token_urlsafe(16)
-        status = 401 if error else 200
-        return render_template_string(LOGIN_PAGE, error=error, csrf=session["login_csrf"]), status
+        page = render_template_string(LOGIN_PAGE, error=error, csrf=session["login_csrf"])
+        return page, status, headers
 
     @app.route("/logout", endpoint="studio_logout")
     def logout():

@@ -7,6 +7,10 @@
 - webhook signature failures: per client IP, counted only when a delivery's signature is
   missing or wrong (`RATE_LIMIT_WEBHOOK_FAILURES`). A delivery is checked before it is
   counted, so a valid signed delivery is never throttled, even from an IP over its budget.
+- failed authentications: per client IP, counted only when a presented bearer token is
+  refused (`RATE_LIMIT_AUTH_FAILURES`). An IP over that budget is refused before any check
+  that could cost a bcrypt (shared/web/auth.py `authenticate` says which); a valid key or
+  session never spends it.
 
 An exceeded limit is a 429 in the usual error shape with `Retry-After` (seconds). Counters
 live in memory per process by default (`RATE_LIMIT_STORAGE_URI=memory://`): with several
@@ -82,8 +86,61 @@ def install_rate_limits(app: Flask, settings: Settings) -> Limiter:
         swallow_errors=True,
         enabled=settings.rate_limit_enabled,
     )
-    app.extensions["devmetrics"]["limiter"] = limiter
+    extensions = app.extensions["devmetrics"]
+    extensions["limiter"] = limiter
+    extensions["webhook_failures"] = FailureBudget(
+        extensions,
+        settings.rate_limit_webhook_failures,
+        "webhook-signature-failures",
+        "webhook signature failures",
+    )
+    # Checked and spent by `authenticate` (shared/web/auth.py).
+    extensions["auth_failures"] = FailureBudget(
+        extensions, settings.rate_limit_auth_failures, "auth-failures", "failed authentications"
+    )
     return limiter
+
+
+class FailureBudget:
+    """A per-client-IP budget of one kind of failure (`limit`, in the `limits` notation),
+    counted in the limiter's storage under (`scope`, IP): with `redis://` one budget per IP
+    for every worker and service. Past it, a 429 with Retry-After in the usual error shape.
+    `ip` defaults to the current request's client IP. A storage outage fails open."""
+
+    def __init__(self, extensions: dict, limit: str, scope: str, what: str):
+        self.extensions = extensions  # the app's `app.extensions["devmetrics"]`
+        self.limit = limit
+        self.scope = scope
+        self.what = what  # for the message: "too many <what> from this address"
+
+    def _hits(self, ip: str | None, *, spend: bool) -> None:
+        settings: Settings = self.extensions["settings"]
+        if not settings.rate_limit_enabled:
+            return
+        strategy = self.extensions["limiter"].limiter
+        identifiers = (self.scope, ip or client_ip())
+        for limit in parse_many(self.limit):
+            try:
+                allowed = (strategy.hit if spend else strategy.test)(limit, *identifiers)
+                reset_at = strategy.get_window_stats(limit, *identifiers).reset_time
+            except Exception:  # storage unreachable: fail open, like the other limits
+                continue
+            if not allowed:
+                retry_after = max(1, int(reset_at - time.time()) + 1)
+                abort(
+                    429,
+                    message=f"too many {self.what} from this address "
+                    f"(limit: {self.limit}); retry in {retry_after} s",
+                    headers={"Retry-After": str(retry_after)},
+                )
+
+    def check(self, ip: str | None = None) -> None:
+        """Raise the 429 if the IP has no failure left; spends nothing."""
+        self._hits(ip, spend=False)
+
+    def spend(self, ip: str | None = None) -> None:
+        """Count one failure; raise the 429 if that goes past the budget."""
+        self._hits(ip, spend=True)
 
 
 def count_webhook_signature_failure() -> None:
@@ -96,23 +153,4 @@ def spend_webhook_signature_failure(extensions: dict, ip: str) -> None:
     """`count_webhook_signature_failure` as a plain callable (no request context), for the
     activity service's webhook fast path: `extensions` is the app's
     `app.extensions["devmetrics"]`. Raises the 429 HTTPException when over the budget."""
-    settings: Settings = extensions["settings"]
-    if not settings.rate_limit_enabled:
-        return
-    limiter: Limiter = extensions["limiter"]
-    strategy = limiter.limiter
-    identifiers = ("webhook-signature-failures", ip)
-    for limit in parse_many(settings.rate_limit_webhook_failures):
-        try:
-            allowed = strategy.hit(limit, *identifiers)
-            reset_at = strategy.get_window_stats(limit, *identifiers).reset_time
-        except Exception:  # storage unreachable: fail open, like the other limits
-            continue
-        if not allowed:
-            retry_after = max(1, int(reset_at - time.time()) + 1)
-            abort(
-                429,
-                message=f"too many webhook signature failures from this address "
-                f"(limit: {settings.rate_limit_webhook_failures}); retry in {retry_after} s",
-                headers={"Retry-After": str(retry_after)},
-            )
+    extensions["webhook_failures"].spend(ip)
