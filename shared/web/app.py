@@ -25,7 +25,7 @@ from shared.observability import (
     observe_request,
     set_request_id,
 )
-from shared.web.api import Api
+from shared.web.api import Api, nul_refusal
 from shared.web.auth import IntrospectionClient
 from shared.web.inbox import make_inbox_blueprint
 from shared.web.limits import install_rate_limits
@@ -202,6 +202,15 @@ def _register_request_hooks(app: Flask, service: str) -> None:
         g.request_id, g.started = start_request(request.headers.get(REQUEST_ID_HEADER))
         # No connection up front: peewee connects on the first query, so /healthz answers
         # (and /readyz explains) even while the database is down.
+
+    @app.before_request
+    def refuse_nul_characters():
+        # Before authentication and any query: a NUL would reach the database as a value.
+        refusal = nul_refusal(
+            request.view_args, request.args.items(multi=True), request.headers.items()
+        )
+        if refusal is not None:
+            raise refusal
 
     @app.after_request
     def finish_request(response: Response):
