@@ -5,7 +5,19 @@ gunicorn -c gunicorn.conf.py --bind 127.0.0.1:8001 'services.accounts:create_app
 
 import os
 import shutil
+import sys
 import tempfile
+
+from shared.config import ConfigError, Settings
+from shared.startup import check_service_settings  # no prometheus_client import: see below
+
+# A missing or public secret (and any malformed setting) stops the master before a worker
+# boots: one line naming the setting, not a traceback per worker. The app factory runs the
+# same checks for any other server.
+try:
+    check_service_settings(Settings.from_env())
+except ConfigError as exc:
+    sys.exit(f"error: {exc}")
 
 bind = os.environ.get("BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))

@@ -15,7 +15,9 @@ SERVICES = {
     "metrics": 8003,
     "notifications": 8004,
 }
-# Used only outside production when INTERNAL_API_TOKEN is unset, so a fresh clone runs.
+DEVELOPMENT = "development"
+# Used only when DEVMETRICS_ENV=development and INTERNAL_API_TOKEN is unset, so a fresh clone
+# runs. It is public: every other environment refuses it (require_internal_token).
 DEVELOPMENT_INTERNAL_TOKEN = "devmetrics-development-internal-token"
 
 
@@ -90,7 +92,7 @@ class Settings:
     database_url: str = DEFAULT_DATABASE_URL
     database_pool_min: int = 1
     database_pool_max: int = 10
-    environment: str = "development"
+    environment: str = DEVELOPMENT
     encryption_keys: tuple[str, ...] = ()
     key_file: str | None = None  # development only: where a generated key is kept
     internal_api_token: str | None = DEVELOPMENT_INTERNAL_TOKEN
@@ -144,10 +146,26 @@ class Settings:
     def is_production(self) -> bool:
         return self.environment == "production"
 
+    @property
+    def is_development(self) -> bool:
+        """Only development runs on defaults for secrets (a public internal token, a
+        generated key file); every other environment (staging, ...) is held to production's
+        rules for them."""
+        return self.environment == DEVELOPMENT
+
     def require_internal_token(self) -> str:
-        if not self.internal_api_token:
-            raise ConfigError("INTERNAL_API_TOKEN must be set when DEVMETRICS_ENV=production")
-        return self.internal_api_token
+        token = self.internal_api_token
+        if not token:
+            raise ConfigError(
+                f"INTERNAL_API_TOKEN must be set when DEVMETRICS_ENV={self.environment} "
+                "(only development has a default)"
+            )
+        if token == DEVELOPMENT_INTERNAL_TOKEN and not self.is_development:
+            raise ConfigError(
+                "INTERNAL_API_TOKEN is the public development token: set a secret of your own "
+                f"when DEVMETRICS_ENV={self.environment}"
+            )
+        return token
 
     @classmethod
     def from_env(cls, env: dict | None = None) -> Settings:
@@ -158,11 +176,11 @@ class Settings:
             raise ConfigError(
                 f"DATABASE_POOL_MIN ({pool_min}) must not exceed DATABASE_POOL_MAX ({pool_max})"
             )
-        environment = (env.get("DEVMETRICS_ENV") or "development").strip().lower()
+        environment = (env.get("DEVMETRICS_ENV") or DEVELOPMENT).strip().lower()
         # Checked by require_internal_token() where it is used (services, workers), so
-        # database commands still run in production without it.
+        # database commands still run without it.
         token = env.get("INTERNAL_API_TOKEN") or (
-            None if environment == "production" else DEVELOPMENT_INTERNAL_TOKEN
+            DEVELOPMENT_INTERNAL_TOKEN if environment == DEVELOPMENT else None
         )
         service_urls = {
             name: (
@@ -231,7 +249,7 @@ class Settings:
             ),
             retention_batch_size=_bounded_int_env(env, "RETENTION_BATCH_SIZE", 1000, 1, 100_000),
             # Secure cookies need HTTPS: on by default everywhere but development.
-            cookie_secure=(env.get("COOKIE_SECURE") or str(environment != "development")).lower()
+            cookie_secure=(env.get("COOKIE_SECURE") or str(environment != DEVELOPMENT)).lower()
             in ("1", "true", "yes"),
             rate_limit_enabled=(env.get("RATE_LIMIT_ENABLED") or "true").lower()
             in ("1", "true", "yes"),

@@ -13,7 +13,7 @@ from flask import Flask, Response, g, jsonify, request, send_from_directory
 from swagger_ui_bundle import swagger_ui_path
 from werkzeug.http import HTTP_STATUS_CODES
 
-from shared import crypto, migrations
+from shared import migrations
 from shared.config import Settings
 from shared.database import db, init_db
 from shared.errors import DomainError
@@ -25,6 +25,7 @@ from shared.observability import (
     observe_request,
     set_request_id,
 )
+from shared.startup import check_service_settings
 from shared.web.api import Api, nul_refusal
 from shared.web.auth import IntrospectionClient
 from shared.web.inbox import make_inbox_blueprint
@@ -46,8 +47,9 @@ def create_service_app(
     description: str = "",
 ) -> Flask:
     settings = Settings.from_env()
-    settings.require_internal_token()  # refuse to start without it in production
-    crypto.check_keys(settings)  # ... or without encryption keys
+    # No service starts on a missing or public secret outside development (gunicorn's master
+    # runs the same checks first, for one clear line instead of a worker's traceback).
+    check_service_settings(settings)
     app = Flask(f"devmetrics.{service}")
     app.config.update(
         SERVICE_NAME=service,
