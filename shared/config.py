@@ -8,7 +8,10 @@ from dataclasses import dataclass, field
 DEFAULT_DATABASE_URL = "sqlite:///devmetrics.db"
 
 # The four services and their default ports. NAME_PORT (e.g. ACCOUNTS_PORT) moves a service
-# on this machine; NAME_URL (e.g. ACCOUNTS_URL) points at it anywhere else.
+# on this machine; NAME_URL (e.g. ACCOUNTS_URL) points at it anywhere else (how the services
+# and workers reach it). NAME_PUBLIC_URL is where browsers and GitHub reach it, for every URL
+# handed out (OAuth callback, webhook URL, sign-in and dashboard links): never the request's
+# Host header. It defaults to NAME_URL; for metrics DASHBOARD_URL is the older name.
 SERVICES = {
     "accounts": 8001,
     "activity": 8002,
@@ -19,6 +22,7 @@ DEVELOPMENT = "development"
 # Used only when DEVMETRICS_ENV=development and INTERNAL_API_TOKEN is unset, so a fresh clone
 # runs. It is public: every other environment refuses it (require_internal_token).
 DEVELOPMENT_INTERNAL_TOKEN = "devmetrics-development-internal-token"
+GITHUB_CALLBACK_PATH = "/api/v1/auth/github/callback"
 
 
 class ConfigError(ValueError):
@@ -97,6 +101,7 @@ class Settings:
     key_file: str | None = None  # development only: where a generated key is kept
     internal_api_token: str | None = DEVELOPMENT_INTERNAL_TOKEN
     service_urls: dict = field(default_factory=dict)
+    public_urls: dict = field(default_factory=dict)  # only the NAME_PUBLIC_URLs that are set
     introspection_cache_seconds: float = 5.0
     log_level: str = "INFO"
     github_url: str = "https://github.com"
@@ -123,7 +128,7 @@ class Settings:
     ai_review_timeout_seconds: float = 30.0
     ai_review_retries: int = 2
     # Notification delivery (services/notifications/delivery.py).
-    dashboard_url: str = ""  # public base URL of the dashboard, for links in messages
+    dashboard_url: str = ""  # public_url("metrics"): links to the dashboard in messages
     smtp_host: str = ""
     smtp_port: int = 587
     smtp_user: str = ""
@@ -167,6 +172,25 @@ class Settings:
             )
         return token
 
+    def public_url(self, service: str) -> str:
+        """The base URL browsers and GitHub use for `service` (configured, never a Host)."""
+        return self.public_urls.get(service) or self.service_urls[service]
+
+    @property
+    def github_callback_url(self) -> str:
+        """The OAuth `redirect_uri`: GITHUB_REDIRECT_URI, else the accounts public URL's."""
+        return self.github_redirect_uri or self.public_url("accounts") + GITHUB_CALLBACK_PATH
+
+    def require_github_callback_url(self) -> None:
+        """Production with GitHub sign-in names its callback: the internal ACCOUNTS_URL (or a
+        port on this machine) is rarely what GitHub can send browsers back to."""
+        configured = self.github_redirect_uri or self.public_urls.get("accounts")
+        if self.is_production and self.github_client_id and not configured:
+            raise ConfigError(
+                "GITHUB_REDIRECT_URI (or ACCOUNTS_PUBLIC_URL) must be set when "
+                "DEVMETRICS_ENV=production and GitHub sign-in is configured (GITHUB_CLIENT_ID)"
+            )
+
     @classmethod
     def from_env(cls, env: dict | None = None) -> Settings:
         env = dict(os.environ if env is None else env)
@@ -189,6 +213,14 @@ class Settings:
             ).rstrip("/")
             for name, port in SERVICES.items()
         }
+        public_urls = {
+            name: url.rstrip("/")
+            for name in SERVICES
+            if (
+                url := env.get(f"{name.upper()}_PUBLIC_URL")
+                or (env.get("DASHBOARD_URL") if name == "metrics" else None)
+            )
+        }
         cache_seconds = _float_env(env, "INTROSPECTION_CACHE_SECONDS", 5.0)
         return cls(
             database_url=env.get("DATABASE_URL") or DEFAULT_DATABASE_URL,
@@ -203,6 +235,7 @@ class Settings:
             key_file=env.get("DEVMETRICS_KEY_FILE") or None,
             internal_api_token=token,
             service_urls=service_urls,
+            public_urls=public_urls,
             introspection_cache_seconds=cache_seconds,
             log_level=(env.get("LOG_LEVEL") or "INFO").upper(),
             github_url=(env.get("GITHUB_URL") or "https://github.com").rstrip("/"),
@@ -219,7 +252,7 @@ class Settings:
             ai_review_api_key=env.get("AI_REVIEW_API_KEY") or "",
             ai_review_timeout_seconds=_float_env(env, "AI_REVIEW_TIMEOUT_SECONDS", 30.0),
             ai_review_retries=_int_env(env, "AI_REVIEW_RETRIES", 2),
-            dashboard_url=(env.get("DASHBOARD_URL") or service_urls["metrics"]).rstrip("/"),
+            dashboard_url=public_urls.get("metrics") or service_urls["metrics"],
             smtp_host=env.get("SMTP_HOST") or "",
             smtp_port=_int_env(env, "SMTP_PORT", 587, minimum=1),
             smtp_user=env.get("SMTP_USER") or "",

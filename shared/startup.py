@@ -15,5 +15,6 @@ def check_worker_settings(settings: Settings) -> None:
 
 
 def check_service_settings(settings: Settings) -> None:
-    """A web service needs what a worker needs."""
+    """A web service needs what a worker needs, and hands out its OAuth callback URL."""
     check_worker_settings(settings)
+    settings.require_github_callback_url()
