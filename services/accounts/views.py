@@ -127,18 +127,15 @@ class LoginLinkArgsSchema(Schema):
     next = fields.String(load_default=None, metadata={"description": "A DevMetrics page URL"})
 
 
-def _service_page(url: str | None) -> str:
+def _service_page(url: str | None) -> str | None:
     """Where to send the browser after sign-in: a page of one of our services only (never
-    an open redirect); by default the metrics dashboard."""
+    an open redirect), None for any other; by default the metrics dashboard."""
     settings = _settings()
     if url is None:
         return settings.public_url("metrics") + "/dashboard"
-    target = urlsplit(url)
     ours = [*settings.service_urls.values(), *settings.public_urls.values()]
     origins = {urlsplit(service_url)[:2] for service_url in ours}
-    if target[:2] not in origins:
-        abort(422, message="next must be a DevMetrics page", errors={"next": ["not ours"]})
-    return url
+    return url if urlsplit(url)[:2] in origins else None
 
 
 @auth.route("/login-link/<token>")
@@ -146,8 +143,18 @@ class LoginLinkSignIn(MethodView):
     @auth.doc(security=[], responses={"303": {"description": "Signed in: to `next`"}})
     @auth.arguments(LoginLinkArgsSchema, location="query")
     def get(self, args, token):
-        """Sign in with a one-time link from `devmetrics login-link` (not in production)."""
+        """Sign in with a one-time link from `devmetrics login-link` (not in production). A
+        `next` that is not a DevMetrics page is refused and voids the link (make a new one):
+        the link is spent by a successful sign-in or by a refused one, never left usable
+        after a refusal. The token is kept out of every log line (shared/observability.py)."""
         target = _service_page(args["next"])
+        if target is None:
+            logic.void_login_link(token, reason="next is not a DevMetrics page")
+            abort(
+                422,
+                message="next must be a DevMetrics page; this sign-in link is now void",
+                errors={"next": ["not ours"]},
+            )
         result = logic.sign_in_with_login_link(
             token,
             ip=request.remote_addr,

@@ -23,6 +23,7 @@ from shared.observability import (
     configure_logging,
     metrics_payload,
     observe_request,
+    redact_target,
     set_request_id,
 )
 from shared.startup import check_service_settings
@@ -35,6 +36,14 @@ from shared.web.security import install_browser_protections
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 25 * 1024 * 1024  # GitHub caps webhook payloads at 25 MB
+
+
+class ServiceFlask(Flask):
+    def log_exception(self, exc_info) -> None:
+        # Flask's own line, with the path as the logs may show it (no login-link token).
+        self.logger.error(
+            f"Exception on {redact_target(request.path)} [{request.method}]", exc_info=exc_info
+        )
 
 
 def create_service_app(
@@ -50,7 +59,7 @@ def create_service_app(
     # No service starts on a missing or public secret outside development (gunicorn's master
     # runs the same checks first, for one clear line instead of a worker's traceback).
     check_service_settings(settings)
-    app = Flask(f"devmetrics.{service}")
+    app = ServiceFlask(f"devmetrics.{service}")
     app.config.update(
         SERVICE_NAME=service,
         DATABASE_URL=settings.database_url,
