@@ -5,7 +5,21 @@ gunicorn -c gunicorn.conf.py --bind 127.0.0.1:8001 'services.accounts:create_app
 
 import os
 import shutil
+import sys
 import tempfile
+
+from gunicorn.glogging import Logger
+
+from shared.config import ConfigError, Settings
+from shared.startup import check_service_settings  # no prometheus_client import: see below
+
+# A missing or public secret (and any malformed setting) stops the master before a worker
+# boots: one line naming the setting, not a traceback per worker. The app factory runs the
+# same checks for any other server.
+try:
+    check_service_settings(Settings.from_env())
+except ConfigError as exc:
+    sys.exit(f"error: {exc}")
 
 bind = os.environ.get("BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
@@ -23,6 +37,43 @@ access_log_format = (
     '"status":%(s)s,"bytes":"%(B)s","duration_us":%(D)s,"request_id":"%({x-request-id}o)s",'
     '"remote":"%(h)s","agent":"%(a)s"}'
 )
+
+
+class RedactingLogger(Logger):
+    """gunicorn's logger, its access lines without the credentials some URLs carry (a login
+    link's token, the OAuth callback's code and state: shared/observability.py)."""
+
+    def atoms(self, resp, req, environ, request_time):
+        # Imported here: shared.observability imports prometheus_client, which must not be
+        # imported before PROMETHEUS_MULTIPROC_DIR is set (below).
+        from shared.observability import (
+            may_carry_url_secrets,
+            redact_query,
+            redact_target,
+            redact_text,
+        )
+
+        atoms = super().atoms(resp, req, environ, request_time)
+        path = environ.get("PATH_INFO") or ""
+        # Most requests (every webhook) go to neither route: nothing to redact, no cost.
+        if not may_carry_url_secrets(path, environ.get("RAW_URI"), environ.get("HTTP_REFERER")):
+            return atoms
+        for key, value in atoms.items():
+            if isinstance(value, str):
+                atoms[key] = redact_text(value, path)
+            elif value is not None and not isinstance(value, int | float):
+                atoms[key] = redact_text(str(value), path)  # e.g. werkzeug's request repr
+        atoms["U"] = redact_target(path)
+        atoms["q"] = redact_query(path, environ.get("QUERY_STRING"))
+        target = redact_target(environ.get("RAW_URI") or "")
+        atoms["r"] = f"{environ['REQUEST_METHOD']} {target} {environ['SERVER_PROTOCOL']}"
+        atoms["{raw_uri}e"] = target
+        atoms["{path_info}e"] = atoms["U"]
+        atoms["{query_string}e"] = atoms["q"]
+        return atoms
+
+
+logger_class = RedactingLogger
 
 # gunicorn's own messages as JSON lines too, like the services' logs.
 logconfig_dict = {

@@ -8,15 +8,21 @@ from dataclasses import dataclass, field
 DEFAULT_DATABASE_URL = "sqlite:///devmetrics.db"
 
 # The four services and their default ports. NAME_PORT (e.g. ACCOUNTS_PORT) moves a service
-# on this machine; NAME_URL (e.g. ACCOUNTS_URL) points at it anywhere else.
+# on this machine; NAME_URL (e.g. ACCOUNTS_URL) points at it anywhere else (how the services
+# and workers reach it). NAME_PUBLIC_URL is where browsers and GitHub reach it, for every URL
+# handed out (OAuth callback, webhook URL, sign-in and dashboard links): never the request's
+# Host header. It defaults to NAME_URL; for metrics DASHBOARD_URL is the older name.
 SERVICES = {
     "accounts": 8001,
     "activity": 8002,
     "metrics": 8003,
     "notifications": 8004,
 }
-# Used only outside production when INTERNAL_API_TOKEN is unset, so a fresh clone runs.
+DEVELOPMENT = "development"
+# Used only when DEVMETRICS_ENV=development and INTERNAL_API_TOKEN is unset, so a fresh clone
+# runs. It is public: every other environment refuses it (require_internal_token).
 DEVELOPMENT_INTERNAL_TOKEN = "devmetrics-development-internal-token"
+GITHUB_CALLBACK_PATH = "/api/v1/auth/github/callback"
 
 
 class ConfigError(ValueError):
@@ -90,11 +96,12 @@ class Settings:
     database_url: str = DEFAULT_DATABASE_URL
     database_pool_min: int = 1
     database_pool_max: int = 10
-    environment: str = "development"
+    environment: str = DEVELOPMENT
     encryption_keys: tuple[str, ...] = ()
     key_file: str | None = None  # development only: where a generated key is kept
     internal_api_token: str | None = DEVELOPMENT_INTERNAL_TOKEN
     service_urls: dict = field(default_factory=dict)
+    public_urls: dict = field(default_factory=dict)  # only the NAME_PUBLIC_URLs that are set
     introspection_cache_seconds: float = 5.0
     log_level: str = "INFO"
     github_url: str = "https://github.com"
@@ -123,7 +130,7 @@ class Settings:
     ai_review_timeout_seconds: float = 30.0
     ai_review_retries: int = 2
     # Notification delivery (services/notifications/delivery.py).
-    dashboard_url: str = ""  # public base URL of the dashboard, for links in messages
+    dashboard_url: str = ""  # public_url("metrics"): links to the dashboard in messages
     smtp_host: str = ""
     smtp_port: int = 587
     smtp_user: str = ""
@@ -146,10 +153,45 @@ class Settings:
     def is_production(self) -> bool:
         return self.environment == "production"
 
+    @property
+    def is_development(self) -> bool:
+        """Only development runs on defaults for secrets (a public internal token, a
+        generated key file); every other environment (staging, ...) is held to production's
+        rules for them."""
+        return self.environment == DEVELOPMENT
+
     def require_internal_token(self) -> str:
-        if not self.internal_api_token:
-            raise ConfigError("INTERNAL_API_TOKEN must be set when DEVMETRICS_ENV=production")
-        return self.internal_api_token
+        token = self.internal_api_token
+        if not token:
+            raise ConfigError(
+                f"INTERNAL_API_TOKEN must be set when DEVMETRICS_ENV={self.environment} "
+                "(only development has a default)"
+            )
+        if token == DEVELOPMENT_INTERNAL_TOKEN and not self.is_development:
+            raise ConfigError(
+                "INTERNAL_API_TOKEN is the public development token: set a secret of your own "
+                f"when DEVMETRICS_ENV={self.environment}"
+            )
+        return token
+
+    def public_url(self, service: str) -> str:
+        """The base URL browsers and GitHub use for `service` (configured, never a Host)."""
+        return self.public_urls.get(service) or self.service_urls[service]
+
+    @property
+    def github_callback_url(self) -> str:
+        """The OAuth `redirect_uri`: GITHUB_REDIRECT_URI, else the accounts public URL's."""
+        return self.github_redirect_uri or self.public_url("accounts") + GITHUB_CALLBACK_PATH
+
+    def require_github_callback_url(self) -> None:
+        """Production with GitHub sign-in names its callback: the internal ACCOUNTS_URL (or a
+        port on this machine) is rarely what GitHub can send browsers back to."""
+        configured = self.github_redirect_uri or self.public_urls.get("accounts")
+        if self.is_production and self.github_client_id and not configured:
+            raise ConfigError(
+                "GITHUB_REDIRECT_URI (or ACCOUNTS_PUBLIC_URL) must be set when "
+                "DEVMETRICS_ENV=production and GitHub sign-in is configured (GITHUB_CLIENT_ID)"
+            )
 
     @classmethod
     def from_env(cls, env: dict | None = None) -> Settings:
@@ -160,11 +202,11 @@ class Settings:
             raise ConfigError(
                 f"DATABASE_POOL_MIN ({pool_min}) must not exceed DATABASE_POOL_MAX ({pool_max})"
             )
-        environment = (env.get("DEVMETRICS_ENV") or "development").strip().lower()
+        environment = (env.get("DEVMETRICS_ENV") or DEVELOPMENT).strip().lower()
         # Checked by require_internal_token() where it is used (services, workers), so
-        # database commands still run in production without it.
+        # database commands still run without it.
         token = env.get("INTERNAL_API_TOKEN") or (
-            None if environment == "production" else DEVELOPMENT_INTERNAL_TOKEN
+            DEVELOPMENT_INTERNAL_TOKEN if environment == DEVELOPMENT else None
         )
         service_urls = {
             name: (
@@ -172,6 +214,14 @@ class Settings:
                 or f"http://127.0.0.1:{env.get(f'{name.upper()}_PORT') or port}"
             ).rstrip("/")
             for name, port in SERVICES.items()
+        }
+        public_urls = {
+            name: url.rstrip("/")
+            for name in SERVICES
+            if (
+                url := env.get(f"{name.upper()}_PUBLIC_URL")
+                or (env.get("DASHBOARD_URL") if name == "metrics" else None)
+            )
         }
         cache_seconds = _float_env(env, "INTROSPECTION_CACHE_SECONDS", 5.0)
         return cls(
@@ -187,6 +237,7 @@ class Settings:
             key_file=env.get("DEVMETRICS_KEY_FILE") or None,
             internal_api_token=token,
             service_urls=service_urls,
+            public_urls=public_urls,
             introspection_cache_seconds=cache_seconds,
             log_level=(env.get("LOG_LEVEL") or "INFO").upper(),
             github_url=(env.get("GITHUB_URL") or "https://github.com").rstrip("/"),
@@ -204,7 +255,7 @@ class Settings:
             ai_review_api_key=env.get("AI_REVIEW_API_KEY") or "",
             ai_review_timeout_seconds=_float_env(env, "AI_REVIEW_TIMEOUT_SECONDS", 30.0),
             ai_review_retries=_int_env(env, "AI_REVIEW_RETRIES", 2),
-            dashboard_url=(env.get("DASHBOARD_URL") or service_urls["metrics"]).rstrip("/"),
+            dashboard_url=public_urls.get("metrics") or service_urls["metrics"],
             smtp_host=env.get("SMTP_HOST") or "",
             smtp_port=_int_env(env, "SMTP_PORT", 587, minimum=1),
             smtp_user=env.get("SMTP_USER") or "",
@@ -234,7 +285,7 @@ class Settings:
             ),
             retention_batch_size=_bounded_int_env(env, "RETENTION_BATCH_SIZE", 1000, 1, 100_000),
             # Secure cookies need HTTPS: on by default everywhere but development.
-            cookie_secure=(env.get("COOKIE_SECURE") or str(environment != "development")).lower()
+            cookie_secure=(env.get("COOKIE_SECURE") or str(environment != DEVELOPMENT)).lower()
             in ("1", "true", "yes"),
             rate_limit_enabled=(env.get("RATE_LIMIT_ENABLED") or "true").lower()
             in ("1", "true", "yes"),

@@ -2,8 +2,9 @@
 
 Encryption is Fernet with the keys in DEVMETRICS_ENCRYPTION_KEYS (comma-separated, newest
 first): new values are encrypted with the newest key, any listed key decrypts, so keys can
-be rotated (`devmetrics keys rotate` re-encrypts everything with the newest). In production
-a missing key is an error; in development one is generated into a local file.
+be rotated (`devmetrics keys rotate` re-encrypts everything with the newest). Only in
+development is one generated into a local file when none is set; in every other environment
+(production, staging, ...) a missing key is an error.
 """
 
 from __future__ import annotations
@@ -32,10 +33,12 @@ DEVELOPMENT_KEY_FILE = ".devmetrics-encryption-key"
 def _load_keys(settings: Settings) -> tuple[str, ...]:
     if settings.encryption_keys:
         return settings.encryption_keys
-    if settings.is_production:
+    if not settings.is_development:
+        # A key generated on one host sits next to the code, differs on every host and is
+        # lost with the container: outside development the stored secrets need a real one.
         raise ConfigError(
-            "DEVMETRICS_ENCRYPTION_KEYS must be set when DEVMETRICS_ENV=production "
-            "(generate one with: devmetrics keys generate)"
+            f"DEVMETRICS_ENCRYPTION_KEYS must be set when DEVMETRICS_ENV={settings.environment} "
+            "(only development generates a key file; generate one with: devmetrics keys generate)"
         )
     path = Path(settings.key_file or DEVELOPMENT_KEY_FILE)
     if not path.exists():

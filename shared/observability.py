@@ -10,6 +10,7 @@ import re
 import sys
 import time
 import uuid
+from urllib.parse import unquote_plus
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -39,6 +40,63 @@ def set_request_id(value: str | None) -> str:
 
 def clear_request_id() -> None:
     _request_id.set(None)
+
+
+# Credentials that travel in URLs, never written to a log line (gunicorn's access log,
+# gunicorn.conf.py; a service's own error lines, shared/web/app.py): a login link's token is
+# the path segment after `login-link/`, and GitHub's OAuth callback brings `code` and
+# `state` in its query. Matched loosely (any case, repeated or percent-encoded slashes and
+# dashes) so that a variant path, which may not reach the route and so may leave the token
+# usable, is not logged either.
+REDACTED = "REDACTED"
+_LOGIN_LINK_TOKEN = re.compile(r"(login(?:-|%2d)link(?:/|%2f)+)[^/?#&\s'\"]+", re.IGNORECASE)
+_OAUTH_CALLBACK = re.compile(r"github(?:/|%2f)+callback", re.IGNORECASE)
+OAUTH_CALLBACK_SECRETS = frozenset({"code", "state"})
+_OAUTH_SECRET_PAIR = re.compile(
+    r"((?:^|[?&])(?:"
+    # each letter as itself or percent-encoded, as the app would decode the name
+    + "|".join("".join(f"(?:{c}|%{ord(c):02x})" for c in name) for name in OAUTH_CALLBACK_SECRETS)
+    + r")=)[^&#\s'\"]*",
+    re.IGNORECASE,
+)
+
+
+def may_carry_url_secrets(*texts: str | None) -> bool:
+    """A cheap first look: False means no redaction can apply to these texts (a request to
+    neither route, decoded or not), so a log line can skip the regular expressions."""
+    lowered = " ".join(t for t in texts if t).lower()
+    return "link" in lowered or "callback" in lowered
+
+
+def redact_query(path: str | None, query: str | None) -> str | None:
+    """A raw query string of a request to `path` without the OAuth callback's `code` and
+    `state` (names compared decoded, as the app reads them)."""
+    if not query or not path or not _OAUTH_CALLBACK.search(path):
+        return query
+    parts = []
+    for part in query.split("&"):
+        name, _sep, _value = part.partition("=")
+        secret = unquote_plus(name).strip().lower() in OAUTH_CALLBACK_SECRETS
+        parts.append(f"{name}={REDACTED}" if secret else part)
+    return "&".join(parts)
+
+
+def redact_target(target: str | None) -> str | None:
+    """A request target or URL (`/path?query`, raw or decoded) without those credentials."""
+    if not target or not may_carry_url_secrets(target):
+        return target
+    path, sep, query = target.partition("?")
+    return _LOGIN_LINK_TOKEN.sub(rf"\1{REDACTED}", path) + sep + (redact_query(path, query) or "")
+
+
+def redact_text(text: str, path: str | None = None) -> str:
+    """Any log text (a header, a repr) seen while serving `path`: the same credentials out."""
+    if not may_carry_url_secrets(text, path):
+        return text
+    text = _LOGIN_LINK_TOKEN.sub(rf"\1{REDACTED}", text)
+    if _OAUTH_CALLBACK.search(path or "") or _OAUTH_CALLBACK.search(text):
+        text = _OAUTH_SECRET_PAIR.sub(rf"\1{REDACTED}", text)
+    return text
 
 
 class JsonFormatter(logging.Formatter):

@@ -152,6 +152,36 @@ def sign_in_with_login_link(
     return SignIn(user, session_token, session, False)
 
 
+def void_login_link(token: str, reason: str) -> bool:
+    """Spend an unused link without signing anyone in, when a request carrying it was
+    refused (a `next` that is not ours): its URL may now sit in a log beyond ours (a proxy's),
+    and a link handed around with another site's `next` is not trusted further. Audited;
+    False when there was no usable link."""
+    now = utcnow()
+    digest = crypto.token_digest(token)
+    with db.atomic():
+        # The conditional UPDATE claims it, as signing in does: used once, either way.
+        claimed = (
+            LoginLink.update(used_at=now)
+            .where(
+                (LoginLink.token_digest == digest)
+                & LoginLink.used_at.is_null()
+                & (LoginLink.expires_at > now)
+            )
+            .execute()
+        )
+        if claimed != 1:
+            return False
+        link = LoginLink.get(LoginLink.token_digest == digest)
+        audit.record(
+            "auth.login_link_voided",
+            target_type="user",
+            target_id=link.user_id,
+            metadata={"reason": reason},
+        )
+    return True
+
+
 def _create_personal_org(user: User) -> Organization:
     slug = _free_slug(_slugify(user.login) or f"user-{user.github_id}")
     org = Organization.create(

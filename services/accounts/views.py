@@ -15,7 +15,6 @@ from shared.web.auth import SESSION_COOKIE, bearer_token, internal_only, require
 
 OAUTH_STATE_COOKIE = "devmetrics_oauth_state"
 OAUTH_STATE_SECONDS = 600
-CALLBACK_PATH = "/api/v1/auth/github/callback"
 
 auth = Blueprint("auth", __name__, url_prefix="/api/v1/auth", description="Sign-in with GitHub")
 me_blp = Blueprint("me", __name__, url_prefix="/api/v1/me", description="The signed-in user")
@@ -51,10 +50,6 @@ def _settings():
     return current_app.extensions["devmetrics"]["settings"]
 
 
-def _redirect_uri() -> str:
-    return _settings().github_redirect_uri or request.host_url.rstrip("/") + CALLBACK_PATH
-
-
 def _cookie_args(max_age: int, path: str = "/") -> dict:
     return {
         "max_age": max_age,
@@ -78,7 +73,9 @@ class GitHubLogin(MethodView):
         from shared.github import GitHub
 
         state = logic.new_oauth_state()
-        response = redirect(GitHub(_settings()).authorize_url(state, _redirect_uri()), 302)
+        # From configuration only, never the request's Host (shared/config.py).
+        callback = _settings().github_callback_url
+        response = redirect(GitHub(_settings()).authorize_url(state, callback), 302)
         response.set_cookie(
             OAUTH_STATE_COOKIE,
             crypto.encrypt(state),
@@ -114,7 +111,7 @@ class GitHubCallback(MethodView):
             abort(400, message="sign-in state does not match this browser: start again")
         result = logic.sign_in_with_github(
             args["code"],
-            _redirect_uri(),
+            _settings().github_callback_url,
             ip=request.remote_addr,
             user_agent=request.headers.get("User-Agent"),
             settings=_settings(),
@@ -137,17 +134,15 @@ class LoginLinkArgsSchema(Schema):
     next = fields.String(load_default=None, metadata={"description": "A DevMetrics page URL"})
 
 
-def _service_page(url: str | None) -> str:
+def _service_page(url: str | None) -> str | None:
     """Where to send the browser after sign-in: a page of one of our services only (never
-    an open redirect); by default the metrics dashboard."""
-    urls = _settings().service_urls
+    an open redirect), None for any other; by default the metrics dashboard."""
+    settings = _settings()
     if url is None:
-        return urls["metrics"] + "/dashboard"
-    target = urlsplit(url)
-    origins = {urlsplit(service_url)[:2] for service_url in urls.values()}
-    if target[:2] not in origins:
-        abort(422, message="next must be a DevMetrics page", errors={"next": ["not ours"]})
-    return url
+        return settings.public_url("metrics") + "/dashboard"
+    ours = [*settings.service_urls.values(), *settings.public_urls.values()]
+    origins = {urlsplit(service_url)[:2] for service_url in ours}
+    return url if urlsplit(url)[:2] in origins else None
 
 
 @auth.route("/login-link/<token>")
@@ -155,8 +150,18 @@ class LoginLinkSignIn(MethodView):
     @auth.doc(security=[], responses={"303": {"description": "Signed in: to `next`"}})
     @auth.arguments(LoginLinkArgsSchema, location="query")
     def get(self, args, token):
-        """Sign in with a one-time link from `devmetrics login-link` (not in production)."""
+        """Sign in with a one-time link from `devmetrics login-link` (not in production). A
+        `next` that is not a DevMetrics page is refused and voids the link (make a new one):
+        the link is spent by a successful sign-in or by a refused one, never left usable
+        after a refusal. The token is kept out of every log line (shared/observability.py)."""
         target = _service_page(args["next"])
+        if target is None:
+            logic.void_login_link(token, reason="next is not a DevMetrics page")
+            abort(
+                422,
+                message="next must be a DevMetrics page; this sign-in link is now void",
+                errors={"next": ["not ours"]},
+            )
         result = logic.sign_in_with_login_link(
             token,
             ip=request.remote_addr,

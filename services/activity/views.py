@@ -1,4 +1,4 @@
-from flask import g, request
+from flask import current_app, g, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
@@ -31,7 +31,9 @@ def _sees_restricted() -> bool:
 
 def _with_secret(repo, secret):
     repo.webhook_secret = secret
-    repo.webhook_url = request.host_url.rstrip("/") + "/webhooks/github"
+    # Where GitHub must deliver: configuration (ACTIVITY_PUBLIC_URL), never the Host header.
+    settings = current_app.extensions["devmetrics"]["settings"]
+    repo.webhook_url = settings.public_url("activity") + "/webhooks/github"
     repo.content_type = "application/json"
     return repo
 

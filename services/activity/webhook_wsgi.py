@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable
+from urllib.parse import parse_qsl
 
 from flask import Flask
 from werkzeug.datastructures import EnvironHeaders
@@ -31,6 +32,7 @@ from services.activity import logic
 from services.activity.schemas import DeliveryResultSchema
 from shared.errors import Unauthorized
 from shared.observability import REQUEST_ID_HEADER, observe_request
+from shared.web.api import nul_refusal
 from shared.web.app import error_answer, release_connection, start_request
 from shared.web.limits import spend_webhook_signature_failure
 
@@ -86,9 +88,15 @@ class WebhookFastPath:
     def _answer(self, environ: dict) -> tuple[int, dict, dict]:
         """(status, body, extra headers), as the view and the app's error handlers give them."""
         try:
+            headers = EnvironHeaders(environ)
+            # What the app's request hook refuses (shared/web/app.py), refused here too.
+            query = parse_qsl(environ.get("QUERY_STRING") or "", keep_blank_values=True)
+            refusal = nul_refusal(None, query, headers.items())
+            if refusal is not None:
+                raise refusal
             raw = self._body(environ)
             try:
-                delivery = logic.receive_webhook(raw, EnvironHeaders(environ))
+                delivery = logic.receive_webhook(raw, headers)
             except Unauthorized:
                 # Counted only once the signature failed: a valid delivery is never throttled.
                 spend_webhook_signature_failure(

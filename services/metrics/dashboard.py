@@ -65,7 +65,7 @@ def _date_range() -> tuple[dt.date, dt.date]:
 
 
 def _message_page(status: int, title: str, message: str, *, sign_in: bool = False):
-    accounts = current_app.extensions["devmetrics"]["settings"].service_urls["accounts"]
+    accounts = current_app.extensions["devmetrics"]["settings"].public_url("accounts")
     html = render_template(
         "dashboard_message.html",
         title=title,

@@ -34,7 +34,10 @@ def create_login_link(user: User, lifetime: dt.timedelta = LINK_LIFETIME) -> str
 @click.command("login-link")
 @click.option("--user", "login", required=True, help="GitHub login of the person signing in.")
 @click.option("--org", "org_slug", help="Open this organization's dashboard.")
-@click.option("--base-url", help="Where the accounts service is reached (default: ACCOUNTS_URL).")
+@click.option(
+    "--base-url",
+    help="Where browsers reach the accounts service (default: ACCOUNTS_PUBLIC_URL, ACCOUNTS_URL).",
+)
 @with_database
 def login_link_cmd(settings, login, org_slug, base_url):
     """Print a sign-in URL for USER, valid once for 10 minutes, that opens the dashboard."""
@@ -43,7 +46,7 @@ def login_link_cmd(settings, login, org_slug, base_url):
     user = User.get_or_none(pw.fn.LOWER(User.login) == login.lower())
     if user is None:
         fail(f"no user with login {login!r}")
-    dashboard = settings.service_urls["metrics"] + "/dashboard"
+    dashboard = settings.public_url("metrics") + "/dashboard"
     if org_slug is not None:
         is_member = (
             UserOrganization.select()
@@ -55,6 +58,6 @@ def login_link_cmd(settings, login, org_slug, base_url):
             fail(f"{user.login} is not a member of an organization with slug {org_slug!r}")
         dashboard += f"/{org_slug}"
     token = create_login_link(user)
-    accounts = (base_url or settings.service_urls["accounts"]).rstrip("/")
+    accounts = (base_url or settings.public_url("accounts")).rstrip("/")
     click.echo(f"one-time sign-in link for {user.login}, valid 10 minutes:", err=True)
     click.echo(f"{accounts}{CONSUME_PATH}{token}?next={quote(dashboard, safe='')}")

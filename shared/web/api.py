@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+
 import marshmallow as ma
 from flask_smorest import Api as SmorestApi
 from flask_smorest import Page
 from werkzeug.exceptions import HTTPException
+
+from shared.errors import DomainError, Invalid, NotFound
+
+NUL = "\x00"
+NUL_REFUSED = "contains a NUL character"
 
 
 class Api(SmorestApi):
@@ -31,22 +38,53 @@ class Schema(ma.Schema):
 
     @ma.pre_load
     def refuse_nul_characters(self, data, **kwargs):
-        """NUL cannot be stored in PostgreSQL text: a clear 422 naming the field."""
-        if isinstance(data, dict):
-            bad = [key for key, value in data.items() if _has_nul(value)]
+        """NUL cannot be stored in PostgreSQL text: a clear 422 naming the field (a JSON
+        body's, or any other mapping loaded through a schema)."""
+        if isinstance(data, Mapping):
+            bad = [key for key in data if has_nul(key) or has_nul(data[key])]
             if bad:
-                raise ma.ValidationError({key: ["contains a NUL character"] for key in bad})
+                raise ma.ValidationError({key: [NUL_REFUSED] for key in bad})
         return data
 
 
-def _has_nul(value) -> bool:
+def has_nul(value) -> bool:
+    """A NUL anywhere in a string, or in a key or value of a JSON-like structure."""
     if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_nul(v) for v in value)
+        return NUL in value
+    if isinstance(value, Mapping):
+        return any(has_nul(k) or has_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(has_nul(v) for v in value)
     return False
+
+
+def nul_refusal(
+    path_args: Mapping | None, query: Iterable[tuple[str, str]], headers: Iterable[tuple[str, str]]
+) -> DomainError | None:
+    """The answer to a request with a NUL where the services would have used it as a value
+    (PostgreSQL can neither store nor compare U+0000 in text), or None: a path segment is
+    "not found" (no resource has such a name), a query parameter or a header a 422 naming
+    it. Every service's request hook and the webhook fast path ask this; JSON bodies are
+    checked field by field by the Schema above (a webhook body's NUL is GitHub's data and
+    is replaced, not refused)."""
+    bad_path = sorted(name for name, value in (path_args or {}).items() if has_nul(value))
+    if bad_path:
+        return NotFound("not found", {"path": {name: [NUL_REFUSED] for name in bad_path}})
+    bad_query = {name for name, value in query if has_nul(name) or has_nul(value)}
+    if bad_query:
+        names = ", ".join(sorted(map(repr, bad_query)))
+        return Invalid(
+            f"query parameter {names} {NUL_REFUSED}",
+            {"query": {name: [NUL_REFUSED] for name in sorted(bad_query)}},
+        )
+    bad_headers = {name for name, value in headers if has_nul(name) or has_nul(value)}
+    if bad_headers:
+        names = ", ".join(sorted(bad_headers))
+        return Invalid(
+            f"header {names} {NUL_REFUSED}",
+            {"headers": {name: [NUL_REFUSED] for name in sorted(bad_headers)}},
+        )
+    return None
 
 
 class PeeweePage(Page):

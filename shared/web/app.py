@@ -13,7 +13,7 @@ from flask import Flask, Response, g, jsonify, request, send_from_directory
 from swagger_ui_bundle import swagger_ui_path
 from werkzeug.http import HTTP_STATUS_CODES
 
-from shared import crypto, migrations
+from shared import migrations
 from shared.config import Settings
 from shared.database import db, init_db
 from shared.errors import DomainError
@@ -23,9 +23,11 @@ from shared.observability import (
     configure_logging,
     metrics_payload,
     observe_request,
+    redact_target,
     set_request_id,
 )
-from shared.web.api import Api
+from shared.startup import check_service_settings
+from shared.web.api import Api, nul_refusal
 from shared.web.auth import IntrospectionClient
 from shared.web.inbox import make_inbox_blueprint
 from shared.web.limits import install_rate_limits
@@ -34,6 +36,14 @@ from shared.web.security import install_browser_protections
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 25 * 1024 * 1024  # GitHub caps webhook payloads at 25 MB
+
+
+class ServiceFlask(Flask):
+    def log_exception(self, exc_info) -> None:
+        # Flask's own line, with the path as the logs may show it (no login-link token).
+        self.logger.error(
+            f"Exception on {redact_target(request.path)} [{request.method}]", exc_info=exc_info
+        )
 
 
 def create_service_app(
@@ -46,9 +56,10 @@ def create_service_app(
     description: str = "",
 ) -> Flask:
     settings = Settings.from_env()
-    settings.require_internal_token()  # refuse to start without it in production
-    crypto.check_keys(settings)  # ... or without encryption keys
-    app = Flask(f"devmetrics.{service}")
+    # No service starts on a missing or public secret outside development (gunicorn's master
+    # runs the same checks first, for one clear line instead of a worker's traceback).
+    check_service_settings(settings)
+    app = ServiceFlask(f"devmetrics.{service}")
     app.config.update(
         SERVICE_NAME=service,
         DATABASE_URL=settings.database_url,
@@ -202,6 +213,15 @@ def _register_request_hooks(app: Flask, service: str) -> None:
         g.request_id, g.started = start_request(request.headers.get(REQUEST_ID_HEADER))
         # No connection up front: peewee connects on the first query, so /healthz answers
         # (and /readyz explains) even while the database is down.
+
+    @app.before_request
+    def refuse_nul_characters():
+        # Before authentication and any query: a NUL would reach the database as a value.
+        refusal = nul_refusal(
+            request.view_args, request.args.items(multi=True), request.headers.items()
+        )
+        if refusal is not None:
+            raise refusal
 
     @app.after_request
     def finish_request(response: Response):

@@ -46,8 +46,8 @@ def origin_of(url: str | None) -> str | None:
 
 
 def trusted_origins(settings: Settings, own_url: str) -> set[str]:
-    """Our own services' origins (and the dashboard's public one, and this request's host)."""
-    urls = [*settings.service_urls.values(), settings.dashboard_url, own_url]
+    """Our own services' origins, internal and public, and this request's host."""
+    urls = [*settings.service_urls.values(), *settings.public_urls.values(), own_url]
     return {origin for origin in map(origin_of, urls) if origin}
 
 

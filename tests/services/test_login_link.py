@@ -95,9 +95,12 @@ def test_next_is_only_ever_one_of_our_services(accounts_client, alice, next_url)
     assert response.status_code == 422
     assert response.json["errors"] == {"next": ["not ours"]}
     assert "Set-Cookie" not in response.headers
-    # Refused before it was used: the link still works.
-    assert LoginLink.get(LoginLink.user == alice).used_at is None
-    assert use(accounts_client, token).status_code == 303
+    # Refused, and the link is void (no session): a refusal never leaves it usable.
+    assert LoginLink.get(LoginLink.user == alice).used_at is not None
+    assert Session.select().where(Session.user == alice).count() == 0
+    voided = AuditLog.get(AuditLog.action == "auth.login_link_voided")
+    assert voided.target_id == str(alice.id)
+    assert use(accounts_client, token).status_code == 400
 
 
 def test_links_are_refused_in_production(alice):

@@ -37,7 +37,11 @@ def test_login_redirects_to_github_with_a_browser_bound_state(accounts_client, f
     assert response.headers["Location"].startswith(f"{fake_github.url}/login/oauth/authorize?")
     assert query["client_id"] == CLIENT_ID
     assert query["scope"] == "read:user user:email"
-    assert query["redirect_uri"] == "http://localhost/api/v1/auth/github/callback"
+    # From configuration (ACCOUNTS_URL here), not the test client's Host (localhost).
+    accounts = accounts_client.application.extensions["devmetrics"]["settings"].public_url(
+        "accounts"
+    )
+    assert query["redirect_uri"] == accounts + "/api/v1/auth/github/callback"
     assert len(query["state"]) >= 32
     cookie = response.headers["Set-Cookie"]
     assert cookie.startswith(f"{STATE_COOKIE}=") and "HttpOnly" in cookie
