@@ -17,6 +17,7 @@ import requests
 from tests.helpers import INTERNAL_TOKEN
 from tests.reliability.report import record
 from tests.security.conftest import github_sign_in, real_payload, specs, webhook_headers
+from tests.services.conftest import join
 
 NUL = "a\x00b"
 METHODS = ("get", "post", "put", "patch", "delete")
@@ -73,13 +74,7 @@ def body_probes(spec: dict) -> list[tuple[str, str, str, str, dict]]:
 def nul_owner(secure_stack, sessions, fake_github_server) -> str:
     """A session of an OWNER of techcorp only (see test_injection.py's techcorp_owner)."""
     token = github_sign_in(secure_stack, fake_github_server, "nul-prober", 9_900_010)[0]
-    added = requests.post(
-        secure_stack.url("accounts") + "/api/v1/orgs/techcorp/members",
-        json={"login": "nul-prober", "role": "OWNER"},
-        headers={"Authorization": f"Bearer {sessions['alice']}"},
-        timeout=10,
-    )
-    assert added.status_code == 201, added.text
+    join(secure_stack, "techcorp", "OWNER", inviter=sessions["alice"], invitee=token)
     return token
 
 
