@@ -13,7 +13,8 @@ from peewee_migrate import Migrator
 #   devmetrics_delete_expired_audit_logs  the retention pass's audit deletes, never of an
 #                                         entry younger than AUDIT_FLOOR (RETENTION_BOUNDS'
 #                                         least audit retention), whatever the caller asks;
-#   devmetrics_create_partition           next months' partitions (needs the parent's owner);
+#   devmetrics_create_partition           a month's partition (needs the parent's owner),
+#                                         for months from 1970 to a year ahead;
 #   devmetrics_drop_partition             expired partitions, an audit_logs one only when
 #                                         its month ended more than AUDIT_FLOOR ago.
 # The trigger now lets a DELETE through only for the owner of audit_logs (what those
@@ -97,7 +98,7 @@ END $$ LANGUAGE plpgsql;
 # {schema} is the schema the tables live in: the functions' search path is fixed to it (after
 # pg_catalog, with pg_temp last), so no object a caller creates can stand in for ours.
 FUNCTIONS = r"""
-CREATE FUNCTION devmetrics_delete_expired_audit_logs(org integer, cutoff timestamp,
+CREATE OR REPLACE FUNCTION devmetrics_delete_expired_audit_logs(org integer, cutoff timestamp,
                                                      batch integer)
 RETURNS integer
 LANGUAGE plpgsql SECURITY DEFINER
@@ -132,7 +133,7 @@ BEGIN
   RETURN deleted;
 END $$;
 
-CREATE FUNCTION devmetrics_create_partition(parent_table text, month_start date)
+CREATE OR REPLACE FUNCTION devmetrics_create_partition(parent_table text, month_start date)
 RETURNS text
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, {schema}, pg_temp
@@ -152,6 +153,11 @@ DECLARE
 BEGIN
   IF parent_table IS NULL OR parent_table NOT IN ('events', 'audit_logs') OR month_start IS NULL THEN
     RAISE EXCEPTION 'devmetrics_create_partition: %% is not a partitioned table', parent_table;
+  END IF;
+  -- A month no row should have (an odd timestamp) stays in the default partition, rather
+  -- than let a caller fill the catalog with partitions.
+  IF lower_bound < date '1970-01-01' OR lower_bound > now() + interval '1 year' THEN
+    RETURN NULL;
   END IF;
   parent_oid := format('%%I.%%I', nsp, parent_table)::regclass;
   -- One creation at a time (ATTACH takes this lock anyway); then: does it exist already?
@@ -205,7 +211,7 @@ BEGIN
   RETURN part_name;
 END $$;
 
-CREATE FUNCTION devmetrics_drop_partition(partition_name text)
+CREATE OR REPLACE FUNCTION devmetrics_drop_partition(partition_name text)
 RETURNS TABLE (org_id integer, row_count bigint)
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, {schema}, pg_temp

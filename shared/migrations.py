@@ -156,8 +156,8 @@ def is_up_to_date(database) -> tuple[bool, str]:
         todo = pending_names(database)
     except pw.DatabaseError as exc:
         return False, f"database error: {' '.join(str(exc).split())}"
-    if todo is None:
-        return False, "no migration history: the database was never migrated"
+    if todo is None:  # never migrated: every migration is pending
+        todo = available()
     if todo:
         return False, f"{len(todo)} pending migration(s): {', '.join(todo)}"
     return True, ""

@@ -105,7 +105,8 @@ def _copy_statement_triggers(table: str, partition: str, database) -> None:
 
 def create_partition(table: str, month: dt.date, database=None) -> str | None:
     """Create `table`'s partition for `month`; rows of that month waiting in the default
-    partition move into it. Returns its name, or None when it already exists.
+    partition move into it. Returns its name, or None when it already exists (or the month
+    is before 1970 or over a year ahead: its rows stay in the default partition).
 
     Through `devmetrics_create_partition` (migration 012), which runs as the tables' owner:
     the application role cannot attach partitions itself, nor move audit rows."""
