@@ -10,8 +10,15 @@ import tempfile
 
 from gunicorn.glogging import Logger
 
-from shared.config import ConfigError, Settings
-from shared.startup import check_service_settings  # no prometheus_client import: see below
+# Prometheus: all workers write to one folder so /metrics adds them up. It must be set
+# before prometheus_client is first imported (by the app, and by shared.crypto's counter,
+# which the startup check below imports), hence first.
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="devmetrics-prom-")
+_prometheus_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+
+from shared.config import ConfigError, Settings  # noqa: E402 (after the folder is set)
+from shared.startup import check_service_settings  # noqa: E402
 
 # A missing or public secret (and any malformed setting) stops the master before a worker
 # boots: one line naming the setting, not a traceback per worker. The app factory runs the
@@ -44,8 +51,7 @@ class RedactingLogger(Logger):
     link's token, the OAuth callback's code and state: shared/observability.py)."""
 
     def atoms(self, resp, req, environ, request_time):
-        # Imported here: shared.observability imports prometheus_client, which must not be
-        # imported before PROMETHEUS_MULTIPROC_DIR is set (below).
+        # Imported here, as the app itself is: only when a request needs it.
         from shared.observability import (
             may_carry_url_secrets,
             redact_query,
@@ -101,12 +107,6 @@ logconfig_dict = {
         "gunicorn.access": {"handlers": ["access"], "level": "INFO", "propagate": False},
     },
 }
-
-# Prometheus: all workers write to one folder so /metrics adds them up. It must be set
-# before the app (and prometheus_client) is imported, hence here.
-if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="devmetrics-prom-")
-_prometheus_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"]
 
 
 def child_exit(server, worker):

@@ -126,6 +126,7 @@ def create_key_and_repository(database_url: str) -> tuple[str, str, int]:
                 prefix=prefix,
                 key_hash=key_hash,
                 scopes=["activity:read"],
+                organization_key=True,  # no creating person (as the CLI's)
             )
     finally:
         database.close_all()

@@ -117,7 +117,12 @@ def create_admin_key(database_url: str) -> str:
             org = Organization.get(Organization.slug == ingest.ORG_SLUG)
             plaintext, prefix, key_hash = crypto.new_api_key()
             ApiKey.create(
-                organization=org, name="bench", prefix=prefix, key_hash=key_hash, scopes=["admin"]
+                organization=org,
+                name="bench",
+                prefix=prefix,
+                key_hash=key_hash,
+                scopes=["admin"],
+                organization_key=True,  # no creating person (as the CLI's)
             )
     finally:
         database.close_all()

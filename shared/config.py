@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from urllib.parse import urlparse
 
 DEFAULT_DATABASE_URL = "sqlite:///devmetrics.db"
 
@@ -91,9 +92,28 @@ def _ai_review_provider(env: dict) -> str:
     return provider
 
 
+def _database_app_role(env: dict, database_url: str) -> str | None:
+    """DATABASE_APP_ROLE, or else, when migrations connect as another user
+    (MIGRATION_DATABASE_URL), the user the services connect as (DATABASE_URL's)."""
+    role = (env.get("DATABASE_APP_ROLE") or "").strip()
+    if role:
+        return role
+    migration_url = env.get("MIGRATION_DATABASE_URL")
+    if not migration_url:
+        return None
+    app_user, owner_user = urlparse(database_url).username, urlparse(migration_url).username
+    return app_user if app_user and app_user != owner_user else None
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str = DEFAULT_DATABASE_URL
+    # PostgreSQL in production: the services connect as an application role (DATABASE_URL)
+    # and the `devmetrics db` commands that change the schema or privileges as the owner of
+    # the tables (MIGRATION_DATABASE_URL); `db migrate` then grants DATABASE_APP_ROLE what
+    # the services need (shared/roles.py). None: DATABASE_URL for both, and no grants.
+    migration_database_url: str | None = None
+    database_app_role: str | None = None
     database_pool_min: int = 1
     database_pool_max: int = 10
     environment: str = DEVELOPMENT
@@ -148,6 +168,11 @@ class Settings:
     retention_activity_days: int = 365
     retention_audit_days: int = 365
     retention_batch_size: int = 1000
+
+    @property
+    def owner_database_url(self) -> str:
+        """The connection of migrations and grants: the tables' owner."""
+        return self.migration_database_url or self.database_url
 
     @property
     def is_production(self) -> bool:
@@ -224,8 +249,11 @@ class Settings:
             )
         }
         cache_seconds = _float_env(env, "INTROSPECTION_CACHE_SECONDS", 5.0)
+        database_url = env.get("DATABASE_URL") or DEFAULT_DATABASE_URL
         return cls(
-            database_url=env.get("DATABASE_URL") or DEFAULT_DATABASE_URL,
+            database_url=database_url,
+            migration_database_url=env.get("MIGRATION_DATABASE_URL") or None,
+            database_app_role=_database_app_role(env, database_url),
             database_pool_min=pool_min,
             database_pool_max=pool_max,
             environment=environment,

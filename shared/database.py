@@ -213,9 +213,11 @@ def serialized():
 
 
 def lock_row(model, row_id: int) -> bool:
-    """Lock one row FOR UPDATE until the transaction ends (PostgreSQL; SQLite's IMMEDIATE
-    transaction already excludes every other writer). False when the row does not exist."""
+    """Lock one row until the transaction ends (PostgreSQL; SQLite's IMMEDIATE transaction
+    already excludes every other writer), so every check-then-write that takes it runs one
+    at a time. FOR NO KEY UPDATE: rows referencing it (e.g. an organization's events) still
+    insert meanwhile. False when the row does not exist."""
     query = model.select(model.id).where(model.id == row_id)
     if backend_name() == "postgresql":
-        query = query.for_update()
+        query = query.for_update("FOR NO KEY UPDATE")
     return query.first() is not None

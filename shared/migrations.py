@@ -150,11 +150,14 @@ def pending_names(database) -> list[str] | None:
 
 
 def is_up_to_date(database) -> tuple[bool, str]:
-    """(True, "") when every migration is applied; else (False, the reason)."""
+    """(True, "") when every migration is applied; else (False, the reason). Read only, so
+    the application role (which may not create the history table) can ask too."""
     try:
-        todo = pending(database)
+        todo = pending_names(database)
     except pw.DatabaseError as exc:
         return False, f"database error: {' '.join(str(exc).split())}"
+    if todo is None:  # never migrated: every migration is pending
+        todo = available()
     if todo:
         return False, f"{len(todo)} pending migration(s): {', '.join(todo)}"
     return True, ""

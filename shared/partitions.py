@@ -3,6 +3,11 @@
 `events` is partitioned on received_at and `audit_logs` on created_at, one partition per
 calendar month (`events_2026_11`) plus a default partition that catches rows outside every
 month created so far. On SQLite both stay plain tables and every function here is a no-op.
+
+Attaching and dropping partitions needs the owner of the tables, which the application role
+is not (`devmetrics db grant-app-role`): on a migrated database both go through SECURITY
+DEFINER functions of migration 012, so the retention worker creates and drops partitions
+as the application role.
 """
 
 from __future__ import annotations
@@ -100,37 +105,34 @@ def _copy_statement_triggers(table: str, partition: str, database) -> None:
 
 def create_partition(table: str, month: dt.date, database=None) -> str | None:
     """Create `table`'s partition for `month`; rows of that month waiting in the default
-    partition move into it. Returns its name, or None when it already exists."""
+    partition move into it. Returns its name, or None when it already exists (or the month
+    is before 1970 or over a year ahead: its rows stay in the default partition).
+
+    Through `devmetrics_create_partition` (migration 012), which runs as the tables' owner:
+    the application role cannot attach partitions itself, nor move audit rows."""
     database = _database(database)
-    key = _check_table(table)
+    _check_table(table)
+    return database.execute_sql(
+        "SELECT devmetrics_create_partition(%s, %s)", (table, _month_start(month))
+    ).fetchone()[0]
+
+
+def _add_empty_partition(table: str, month: dt.date, database) -> None:
+    """During the conversion (migration 009, run by the owner, before the functions of
+    migration 012 exist): `table`'s partition for `month`, while the default one is empty."""
     month = _month_start(month)
     name = partition_name(table, month)
     if name in partitions(table, database):
-        return None
-    lower, upper = month.isoformat(), _next_month(month).isoformat()
-    default = default_partition(table)
-    with database.atomic():
-        database.execute_sql(
-            f"CREATE TABLE {_quote(name)} (LIKE {_quote(table)} INCLUDING DEFAULTS "
-            "INCLUDING CONSTRAINTS)"
-        )
-        if default in partitions(table, database):
-            # Moving audit rows is not a deletion of the audit log (see migration 003).
-            database.execute_sql("SET LOCAL devmetrics.audit_retention = 'on'")
-            database.execute_sql(
-                f"WITH moved AS (DELETE FROM {_quote(default)} "
-                f"WHERE {key} >= %s AND {key} < %s RETURNING *) "
-                f"INSERT INTO {_quote(name)} SELECT * FROM moved",
-                (lower, upper),
-            )
-            database.execute_sql("SET LOCAL devmetrics.audit_retention = 'off'")
-        database.execute_sql(
-            f"ALTER TABLE {_quote(table)} ATTACH PARTITION {_quote(name)} "
-            "FOR VALUES FROM (%s) TO (%s)",
-            (lower, upper),
-        )
-        _copy_statement_triggers(table, name, database)
-    return name
+        return
+    database.execute_sql(
+        f"CREATE TABLE {_quote(name)} (LIKE {_quote(table)} INCLUDING DEFAULTS "
+        "INCLUDING CONSTRAINTS)"
+    )
+    database.execute_sql(
+        f"ALTER TABLE {_quote(table)} ATTACH PARTITION {_quote(name)} FOR VALUES FROM (%s) TO (%s)",
+        (month.isoformat(), _next_month(month).isoformat()),
+    )
+    _copy_statement_triggers(table, name, database)
 
 
 def _create_default_partition(table: str, database) -> None:
@@ -184,8 +186,11 @@ def expired_partitions(table: str, before: dt.date, database=None) -> list[str]:
     return expired
 
 
-def drop_partition(name: str, database=None) -> int:
-    """Detach and drop one monthly partition; returns how many rows it held."""
+def drop_partition(name: str, database=None) -> dict[int | None, int]:
+    """Detach and drop one monthly partition; returns the rows it held per organization id.
+
+    Through `devmetrics_drop_partition` (migration 012), which runs as the tables' owner and
+    refuses an audit_logs partition whose month ended less than 365 days ago."""
     database = _database(database)
     match = _MONTHLY.match(name)
     if not match or match["table"] not in PARTITIONED:
@@ -193,11 +198,10 @@ def drop_partition(name: str, database=None) -> int:
     table = match["table"]
     if name not in partitions(table, database):
         raise ValueError(f"{name!r} is not a partition of {table}")
-    with database.atomic():
-        rows = database.execute_sql(f"SELECT count(*) FROM {_quote(name)}").fetchone()[0]
-        database.execute_sql(f"ALTER TABLE {_quote(table)} DETACH PARTITION {_quote(name)}")
-        database.execute_sql(f"DROP TABLE {_quote(name)}")
-    return rows
+    rows = database.execute_sql(
+        "SELECT org_id, row_count FROM devmetrics_drop_partition(%s)", (name,)
+    ).fetchall()
+    return {org_id: count for org_id, count in rows}
 
 
 # --- conversion (migration 009) -------------------------------------------------------------
@@ -267,10 +271,10 @@ def partition_table(table: str, database) -> None:
     ).fetchall()
     today = dt.datetime.now(dt.UTC).date()
     for (month,) in sorted(months):
-        create_partition(table, month, database)
+        _add_empty_partition(table, month, database)
     month = _month_start(today)
     for _ in range(4):
-        create_partition(table, month, database)
+        _add_empty_partition(table, month, database)
         month = _next_month(month)
     database.execute_sql(f"INSERT INTO {_quote(table)} SELECT * FROM {_quote(old)}")
     _own_sequences(table, definitions, database)

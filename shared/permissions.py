@@ -7,14 +7,24 @@ from dataclasses import dataclass, field
 from shared.models import Role
 
 ROLE_RANK = {Role.VIEWER: 1, Role.MEMBER: 2, Role.ADMIN: 3, Role.OWNER: 4}
-SCOPES = (
-    "metrics:read",
-    "activity:read",
-    "activity:write",
-    "notifications:read",
-    "notifications:write",
-    "admin",
-)
+# Each API key scope and the least role that may exercise it: the one role matrix. Every
+# route declares `require(scope=S, role=SCOPE_ROLE[S])` (a test holds them together), and a
+# key holds a scope only while its creator's current role reaches SCOPE_ROLE[scope].
+SCOPE_ROLE = {
+    "metrics:read": Role.VIEWER,
+    "activity:read": Role.VIEWER,
+    "activity:write": Role.ADMIN,
+    "notifications:read": Role.VIEWER,
+    "notifications:write": Role.ADMIN,
+    "admin": Role.ADMIN,
+}
+SCOPES = tuple(SCOPE_ROLE)
+
+
+def scopes_beyond(role: Role | str | None, scopes) -> list[str]:
+    """The scopes of `scopes` that `role` may not hold (all of them for a non-member)."""
+    rank = ROLE_RANK[Role(role)] if role else 0
+    return sorted(s for s in set(scopes) if s not in SCOPE_ROLE or ROLE_RANK[SCOPE_ROLE[s]] > rank)
 
 
 @dataclass(frozen=True)
@@ -43,7 +53,9 @@ class Principal:
     @property
     def effective_role(self) -> Role:
         """A user's role in the org; an API key counts as ADMIN with the admin scope, else
-        as a VIEWER-level reader/writer limited by its scopes."""
+        as a VIEWER-level reader/writer limited by its scopes. (Introspection answers for a
+        key only while its creator's current role allows all its scopes: an admin-scope key
+        of a person is never more than that person now is.)"""
         if self.kind == "api_key":
             return Role.ADMIN if "admin" in self.scopes else Role.VIEWER
         return Role(self.role) if self.role else Role.VIEWER

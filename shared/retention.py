@@ -10,6 +10,10 @@ Rows go in bounded batches, each its own short transaction that re-checks the co
 so services keep running. Events not yet processed (pending, processing, failed) are never
 deleted. On PostgreSQL, whole expired monthly partitions are dropped when shared.partitions
 provides them. A real run records one audit entry `retention.run`.
+
+On PostgreSQL the application role may not delete audit entries nor drop partitions: both go
+through the SECURITY DEFINER functions of migration 012, which run as the tables' owner and
+never remove an audit entry younger than 365 days (the least audit policy).
 """
 
 from __future__ import annotations
@@ -194,11 +198,11 @@ def _drop_partitions(report, cutoffs, organizations, dry_run: bool) -> dict[str,
         oldest = min(cutoff for (name, _), cutoff in cutoffs.items() if name == table)
         for name in partitions.expired_partitions(table, oldest.date()):
             with db.atomic():
-                if not dry_run:
-                    # No write (an event replayed) may slip in between the check and the drop.
-                    db.execute_sql(f'LOCK TABLE "{name}" IN SHARE ROW EXCLUSIVE MODE')
                 partition = pw.Table(name, ("organization_id", "status")).bind(db)
                 if table == "events":
+                    if not dry_run:
+                        # No event may be replayed between the check and the drop.
+                        db.execute_sql(f'LOCK TABLE "{name}" IN SHARE ROW EXCLUSIVE MODE')
                     # Every row of the partition must be finished: no unprocessed event goes.
                     finished = [str(status) for status in FINISHED_EVENT_STATUSES]
                     unfinished = (
@@ -208,26 +212,25 @@ def _drop_partitions(report, cutoffs, organizations, dry_run: bool) -> dict[str,
                     )
                     if unfinished:
                         continue
-                counts = (
-                    partition.select(partition.organization_id, pw.fn.COUNT(pw.SQL("*")))
-                    .group_by(partition.organization_id)
-                    .tuples()
-                )
+                if dry_run:
+                    counts = (
+                        partition.select(partition.organization_id, pw.fn.COUNT(pw.SQL("*")))
+                        .group_by(partition.organization_id)
+                        .tuples()
+                    )
+                else:
+                    # Counted by the drop itself, under its lock.
+                    counts = partitions.drop_partition(name).items()
                 for org_id, count in counts:
                     report.rows.append((table, slugs.get(org_id, NO_ORGANIZATION), count, name))
                 dropped.setdefault(table, []).append(name)
-                if not dry_run:
-                    partitions.drop_partition(name)
     return dropped
 
 
-def _delete_in_batches(model, condition, batch_size: int, audit: bool) -> int:
+def _delete_in_batches(model, condition, batch_size: int) -> int:
     deleted = 0
     while True:
         with db.atomic():
-            if audit and isinstance(db.obj, pw.PostgresqlDatabase):
-                # The append-only trigger on audit_logs lets the retention job delete.
-                db.execute_sql("SET LOCAL devmetrics.audit_retention = 'on'")
             ids = [
                 row_id
                 for (row_id,) in model.select(model.id)
@@ -240,6 +243,24 @@ def _delete_in_batches(model, condition, batch_size: int, audit: bool) -> int:
                 return deleted
             # The condition again: a row may have changed since (an event replayed).
             deleted += model.delete().where(model.id.in_(ids) & condition).execute()
+
+
+def _delete_audit_logs(org: Organization | None, cutoff: dt.datetime, batch_size: int) -> int:
+    """Audit entries of one organization (or of none) older than `cutoff`, on PostgreSQL.
+
+    The application role may not DELETE from audit_logs: `devmetrics_delete_expired_audit_logs`
+    (migration 012) does, as the owner, and never an entry younger than 365 days."""
+    cutoff = cutoff.astimezone(dt.UTC).replace(tzinfo=None) if cutoff.tzinfo else cutoff
+    deleted = 0
+    while True:
+        with db.atomic():
+            count = db.execute_sql(
+                "SELECT devmetrics_delete_expired_audit_logs(%s, %s, %s)",
+                (org.id if org else None, cutoff, batch_size),
+            ).fetchone()[0]
+        deleted += count
+        if count < batch_size:
+            return deleted
 
 
 def run(
@@ -272,10 +293,10 @@ def run(
                 condition &= model.id.not_in(partition.select(partition.id))
             if dry_run:
                 count = model.select().where(condition).count()
+            elif table == "audit_logs" and isinstance(db.obj, pw.PostgresqlDatabase):
+                count = _delete_audit_logs(org, cutoff, settings.retention_batch_size)
             else:
-                count = _delete_in_batches(
-                    model, condition, settings.retention_batch_size, table == "audit_logs"
-                )
+                count = _delete_in_batches(model, condition, settings.retention_batch_size)
             report.rows.append((table, org.slug if org else NO_ORGANIZATION, count, None))
     if not dry_run:
         with db.atomic():

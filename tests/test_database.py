@@ -46,6 +46,19 @@ def test_pool_settings_are_validated():
         Settings.from_env({"DATABASE_POOL_MIN": "9", "DATABASE_POOL_MAX": "3"})
 
 
+def test_migrations_may_connect_as_the_owner_and_grant_the_services_role():
+    app, owner = "postgresql://app:a@db/devmetrics", "postgresql://owner:o@db/devmetrics"
+    split = Settings.from_env({"DATABASE_URL": app, "MIGRATION_DATABASE_URL": owner})
+    assert (split.database_url, split.owner_database_url) == (app, owner)
+    assert split.database_app_role == "app"  # DATABASE_URL's user
+    named = {"DATABASE_URL": app, "MIGRATION_DATABASE_URL": owner, "DATABASE_APP_ROLE": "svc"}
+    assert Settings.from_env(named).database_app_role == "svc"
+    one = Settings.from_env({"DATABASE_URL": app})
+    assert (one.owner_database_url, one.database_app_role) == (app, None)
+    same = Settings.from_env({"DATABASE_URL": app, "MIGRATION_DATABASE_URL": app})
+    assert same.database_app_role is None
+
+
 @pytest.mark.postgres_only
 def test_postgres_pool_keeps_min_connections_and_url_parameters_reach_the_driver(
     fresh_database_url,

@@ -187,7 +187,14 @@ def test_accounts_pays_bcrypt_once_per_key_then_refuses_it_once_revoked(tx, monk
     monkeypatch.setenv("INTROSPECTION_CACHE_SECONDS", "60")
     org = Organization.create(name="Cache", slug="cache-co", plan="PRO")
     plaintext, prefix, key_hash = crypto.new_api_key()
-    ApiKey.create(organization=org, name="k", prefix=prefix, key_hash=key_hash, scopes=[])
+    ApiKey.create(
+        organization=org,
+        name="k",
+        prefix=prefix,
+        key_hash=key_hash,
+        scopes=[],
+        organization_key=True,  # no creating person (as the CLI's)
+    )
     checks = []
     real_check = crypto.check_api_key
     monkeypatch.setattr(crypto, "check_api_key", lambda *a: checks.append(1) or real_check(*a))

@@ -147,8 +147,8 @@ def test_expired_partitions_are_dropped_whole(tx):
 
     assert partitions.expired_partitions("events", dt.date(2001, 2, 1)) == ["events_2001_01"]
     assert partitions.expired_partitions("events", dt.date(2001, 1, 31)) == []
-    assert partitions.drop_partition("events_2001_01") == 3
-    assert partitions.drop_partition("audit_logs_2001_01") == 3
+    assert partitions.drop_partition("events_2001_01") == {None: 3}
+    assert partitions.drop_partition("audit_logs_2001_01") == {None: 3}
     assert "events_2001_01" not in partitions.partitions("events")
     assert Event.select().where(Event.received_at < dt.datetime(2001, 2, 1)).count() == 0
     assert Event.select().where(Event.received_at < dt.datetime(2001, 3, 1)).count() == 1

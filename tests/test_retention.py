@@ -7,8 +7,8 @@ import datetime as dt
 import peewee as pw
 import pytest
 
-from shared import retention, worker
-from shared.config import ConfigError, Settings
+from shared import partitions, retention, worker
+from shared.config import RETENTION_BOUNDS, ConfigError, Settings
 from shared.models import (
     AIReview,
     AuditLog,
@@ -302,6 +302,33 @@ def test_audit_deletes_need_the_retention_switch(seeded):
         AuditLog.delete().where(AuditLog.action == "old.entry").execute()
 
 
+@pytest.mark.postgres_only
+def test_the_database_never_deletes_an_audit_entry_younger_than_the_least_policy(seeded):
+    # The floor is written into migration 012's functions: the least audit policy.
+    assert RETENTION_BOUNDS["audit"][0] == 365
+    now = seeded.execute_sql("SELECT now() AT TIME ZONE 'UTC'").fetchone()[0]
+    startup = Organization.get(Organization.slug == "startup-inc")
+    for age in (364, 366):
+        AuditLog.create(
+            organization=startup, action=f"aged.{age}", created_at=now - dt.timedelta(days=age)
+        )
+    partitions.ensure_partitions(today=(now - dt.timedelta(days=366)).date())
+
+    # Asked for everything up to now, it deletes what is older than 365 days only.
+    asked = seeded.execute_sql(
+        "SELECT devmetrics_delete_expired_audit_logs(%s, %s, 1000)", (startup.id, now)
+    ).fetchone()[0]
+
+    assert asked == 1
+    assert [e.action for e in AuditLog.select().where(AuditLog.action.startswith("aged."))] == [
+        "aged.364"
+    ]
+    young = partitions.partition_name("audit_logs", (now - dt.timedelta(days=364)).date())
+    with pytest.raises(pw.DatabaseError, match="is not older than 365 days"), seeded.atomic():
+        partitions.drop_partition(young)
+    assert young in partitions.partitions("audit_logs")
+
+
 def test_daily_pass_runs_once_a_day(seeded, monkeypatch):
     assert worker.WORKERS["retention"] == ("shared.retention:scheduled_batch", None)
     monkeypatch.setattr(retention, "_last_schedule", 0.0)
@@ -368,8 +395,6 @@ def test_cli_dry_run_then_run(fresh_database_url):
 
 @pytest.mark.postgres_only
 def test_expired_partitions_are_dropped_whole(seeded):
-    from shared import partitions
-
     make_old_rows(NOW)
     techcorp = Organization.get(Organization.slug == "techcorp")
     startup = Organization.get(Organization.slug == "startup-inc")

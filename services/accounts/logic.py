@@ -20,6 +20,7 @@ from shared.errors import (
     Invalid,
     NotFound,
     PlanLimitReached,
+    Unauthorized,
 )
 from shared.github import GitHub
 from shared.models import (
@@ -37,7 +38,7 @@ from shared.models import (
     UserOrganization,
     utcnow,
 )
-from shared.permissions import ROLE_RANK, SCOPES, Principal
+from shared.permissions import ROLE_RANK, SCOPES, Principal, scopes_beyond
 
 LAST_USED_RESOLUTION = dt.timedelta(minutes=1)  # at most one write a minute per key/session
 INACTIVE = {"active": False}
@@ -267,6 +268,8 @@ def introspect(token: str, org_ref: str | None = None) -> dict:
     if not crypto.check_api_key(token, key.key_hash):
         return INACTIVE
     if key.revoked_at is not None or (key.expires_at is not None and key.expires_at <= now):
+        return INACTIVE
+    if lost_standing(key) is not None:  # even if the revocation write was missed
         return INACTIVE
     if key.last_used_at is None or now - key.last_used_at >= LAST_USED_RESOLUTION:
         with db.atomic():
@@ -689,23 +692,18 @@ def _still_open(invitation: Invitation) -> None:
 
 
 def _inviter_still_can(org: Organization, invitation: Invitation) -> None:
-    """An invitation is worth what its sender may grant now: one from a person who left,
-    or was lowered below the role offered, or from a revoked key, no longer holds."""
+    """An invitation is worth what its sender may grant now: one from a person who left or
+    was lowered below the role offered, or from a key that is revoked or lost its
+    creator's standing, no longer holds."""
     role = Role(invitation.role)
-    if invitation.invited_by_id is not None:
-        sender = UserOrganization.get_or_none(
-            (UserOrganization.user == invitation.invited_by_id)
-            & (UserOrganization.organization == org)
-        )
-        if sender is not None and _can_manage(Role(sender.role), None, role):
-            return
-    elif invitation.invited_by_key_id is not None:
-        key = ApiKey.get_or_none(
-            (ApiKey.id == invitation.invited_by_key_id) & ApiKey.revoked_at.is_null()
-        )
-        if key is not None and _can_manage(Role.ADMIN, None, role):
-            return
-    raise Conflict("whoever sent this invitation can no longer grant it; ask for a new one")
+    if invitation.invited_by_key_id is not None:
+        key = ApiKey.get_or_none(ApiKey.id == invitation.invited_by_key_id)
+        alive = key is not None and _alive(key) and lost_standing(key) is None
+        sender = Role.ADMIN if alive and "admin" in key.scopes else None  # acts as an ADMIN
+    else:
+        sender = _current_role(org, invitation.invited_by_id)
+    if sender is None or not _can_manage(sender, None, role):
+        raise Conflict("whoever sent this invitation can no longer grant it; ask for a new one")
 
 
 def accept_invitation(user_id: int, invitation_id: int) -> UserOrganization:
@@ -810,6 +808,7 @@ def change_role(org: Organization, actor: Principal, user_id: int, role) -> User
             target_id=user_id,
             metadata={"from": str(old), "to": str(role)},
         )
+        _settle_keys_of(org, user_id, role)
     return membership
 
 
@@ -831,6 +830,7 @@ def remove_member(org: Organization, actor: Principal, user_id: int) -> None:
             target_id=user_id,
             metadata={"login": membership.user.login, "role": str(role), "left": leaving},
         )
+        _settle_keys_of(org, user_id, None)
 
 
 # API keys -----------------------------------------------------------------------------
@@ -841,58 +841,206 @@ def create_api_key(
     name: str,
     scopes: list[str],
     *,
-    created_by=None,
+    actor: Principal | None = None,
     expires_at: dt.datetime | None = None,
 ) -> tuple[ApiKey, str]:
-    """A new key; the plaintext is returned here once and never stored."""
+    """A new key; the plaintext is returned here once and never stored.
+
+    `actor` is who asks: a signed-in person (the key is theirs, bounded by their current
+    role), a key (the new key is its creator's, records the creating key, and gets no scope
+    that key lacks or that creator's current role does not allow, nor a longer life), or
+    None for the CLI (an organization key, see `ApiKey`)."""
     unknown = sorted(set(scopes) - set(SCOPES))
     if unknown or not scopes:
         message = f"unknown scope(s): {', '.join(unknown)}" if unknown else "at least one scope"
         raise Invalid(message, {"scopes": [message]})
     if expires_at is not None and expires_at <= utcnow():
         raise Invalid("expires_at is in the past", {"expires_at": ["must be in the future"]})
+    scopes = sorted(set(scopes))
     plaintext, prefix, key_hash = crypto.new_api_key()
     with db.atomic():
+        origin = _key_origin(organization, actor, scopes, expires_at)
         key = ApiKey.create(
             organization=organization,
             name=name,
-            created_by=created_by,
             prefix=prefix,
             key_hash=key_hash,
-            scopes=sorted(set(scopes)),
-            expires_at=expires_at,
+            scopes=scopes,
+            **origin,
         )
         audit.record(
             "api_key.created",
             organization=organization,
             target_type="api_key",
             target_id=key.id,
-            actor_user=created_by,
+            actor_user=key.created_by_id,
             metadata={"name": name, "scopes": key.scopes, "prefix": prefix},
         )
     return key, plaintext
+
+
+def _key_origin(org: Organization, actor: Principal | None, scopes, expires_at) -> dict:
+    """The new key's creator, creating key and expiry, refusing any scope the actor cannot
+    grant now (the creating key's current state and its creator's current role are read
+    here: the caller's introspection answer may be a cached one). On PostgreSQL under a lock
+    on the organization row, which membership changes take first too: a key made while its
+    creator is being removed is then seen and revoked with the rest (and introspection
+    refuses it whatever the order). NO KEY UPDATE: rows referencing the org still insert."""
+    if actor is None:
+        return {"organization_key": True, "expires_at": expires_at}
+    lock_row(Organization, org.id)
+    if actor.kind == "session":
+        role = _current_role(org, actor.user_id)
+        _check_grant(scopes, role, f"your role ({role or 'not a member'})")
+        return {"created_by": actor.user_id, "expires_at": expires_at}
+    creating = ApiKey.get_or_none((ApiKey.id == actor.key_id) & (ApiKey.organization == org))
+    if creating is None or not _alive(creating):
+        raise Unauthorized("invalid, expired or revoked token")
+    # (The key route itself needs `admin`, which covers every scope; this holds whatever
+    # the route asks.)
+    lacking = [s for s in scopes if s not in creating.scopes and "admin" not in creating.scopes]
+    if lacking:
+        message = f"this key lacks scope(s) {', '.join(map(repr, lacking))}: it cannot grant them"
+        raise Forbidden(message, {"scopes": [message]})
+    if not creating.organization_key:
+        role = _current_role(org, creating.created_by_id)
+        role_now = role or "not a member"
+        _check_grant(scopes, role, f"this key's creator's current role ({role_now})")
+    lost = lost_standing(creating)
+    if lost is not None:
+        raise Forbidden(f"this key cannot create keys: {lost}", {"scopes": [lost]})
+    if creating.expires_at is not None:
+        if expires_at is not None and expires_at > creating.expires_at:
+            message = f"must not be after this key's own expiry ({creating.expires_at.isoformat()})"
+            raise Invalid(f"expires_at {message}", {"expires_at": [message]})
+        expires_at = expires_at or creating.expires_at
+    return {
+        "created_by": creating.created_by_id,
+        "created_by_key": creating.id,
+        "organization_key": creating.organization_key,
+        "expires_at": expires_at,
+    }
+
+
+def _current_role(org: Organization, user_id: int | None) -> Role | None:
+    membership = UserOrganization.get_or_none(
+        (UserOrganization.user == user_id) & (UserOrganization.organization == org)
+    )
+    return Role(membership.role) if membership else None
+
+
+def _check_grant(scopes, role: Role | None, whose: str) -> None:
+    beyond = scopes_beyond(role, scopes)
+    if beyond:
+        message = f"{whose} does not allow scope(s) {', '.join(map(repr, beyond))}"
+        raise Forbidden(message, {"scopes": [message]})
+
+
+def _alive(key: ApiKey) -> bool:
+    return key.revoked_at is None and (key.expires_at is None or key.expires_at > utcnow())
+
+
+def lost_standing(key: ApiKey) -> str | None:
+    """Why `key` no longer acts for anyone (None while it does): the key that created it is
+    revoked or expired, or its creator is gone from the organization or holds a role below
+    one of its scopes. An organization key has no creator to lose. The revocations in
+    `_settle_keys_of` write this down; this check holds even when one was missed."""
+    if key.created_by_key_id is not None:
+        creating = ApiKey.get_or_none(ApiKey.id == key.created_by_key_id)
+        if creating is None or not _alive(creating):
+            return "the key that created it is revoked or expired"
+    if key.organization_key:
+        return None
+    role = _current_role(key.organization_id, key.created_by_id)
+    if role is None:
+        return "its creator is no longer a member"
+    beyond = scopes_beyond(role, key.scopes)
+    if beyond:
+        return f"its creator's role ({role}) does not allow scope(s) {', '.join(map(repr, beyond))}"
+    return None
+
+
+def _settle_keys_of(org: Organization, user_id: int, role: Role | None) -> None:
+    """After a member's role changed to `role` or they left (`role` None), in the same
+    transaction: revoke every live key they created (and the keys those made) that the new
+    standing does not cover: all of them on removal; on a demotion, those with a scope the
+    new role may not hold (revoked, not narrowed: a key's scopes are what it was issued
+    with, and a half-working key fails in ways nobody reads). Each is audited as
+    `api_key.revoked` with the reason."""
+    keys = (
+        ApiKey.select()
+        .where(
+            (ApiKey.organization == org)
+            & (ApiKey.created_by == user_id)
+            & ApiKey.revoked_at.is_null()
+            & (ApiKey.organization_key == False)  # noqa: E712
+        )
+        .order_by(ApiKey.id)
+    )
+    for key in keys:
+        if not _alive(key):
+            continue
+        if role is None:
+            reason = {"reason": "creator_removed", "creator": user_id}
+        elif beyond := scopes_beyond(role, key.scopes):
+            reason = {
+                "reason": "creator_role_changed",
+                "creator": user_id,
+                "role": str(role),
+                "scopes_not_allowed": beyond,
+            }
+        else:
+            continue
+        _revoke(org, key, reason)
+
+
+def _revoke(org: Organization, key: ApiKey, reason: dict) -> list[int]:
+    """Revoke `key` and, with it, the keys it created (theirs in turn): one audit entry
+    `api_key.revoked` each, with why. The conditional UPDATE audits a key once however many
+    revoke it at the same time. Returns the ids revoked here."""
+    done = (
+        ApiKey.update(revoked_at=utcnow())
+        .where((ApiKey.id == key.id) & ApiKey.revoked_at.is_null())
+        .execute()
+    )
+    if not done:
+        return []
+    audit.record(
+        "api_key.revoked",
+        organization=org,
+        target_type="api_key",
+        target_id=key.id,
+        metadata={"name": key.name, "prefix": key.prefix, **reason},
+    )
+    revoked = [key.id]
+    for made in ApiKey.select().where(
+        (ApiKey.created_by_key == key.id) & ApiKey.revoked_at.is_null()
+    ):
+        revoked += _revoke(org, made, {"reason": "creating_key_revoked", "creating_key": key.id})
+    return revoked
 
 
 def keys_of(org: Organization):
     return ApiKey.select().where(ApiKey.organization == org).order_by(ApiKey.created_at.desc())
 
 
-def revoke_api_key(org: Organization, key_id: int) -> ApiKey:
+def key_ids_created_by(org: Organization, user_id: int) -> list[int]:
+    """Every key `user_id` created in `org`: those a change of their membership may have
+    revoked, for accounts' own introspection cache to forget."""
+    query = ApiKey.select(ApiKey.id).where(
+        (ApiKey.organization == org) & (ApiKey.created_by == user_id)
+    )
+    return [key.id for key in query]
+
+
+def revoke_api_key(org: Organization, key_id: int) -> list[int]:
+    """Revoke one key (and the keys it created); revoking twice is harmless and audited
+    once. Returns the ids revoked."""
     with db.atomic():
         key = ApiKey.get_or_none((ApiKey.id == key_id) & (ApiKey.organization == org))
         if key is None:
             raise NotFound("no such API key")
-        if key.revoked_at is None:  # revoking twice is harmless and audited once
-            key.revoked_at = utcnow()
-            key.save()
-            audit.record(
-                "api_key.revoked",
-                organization=org,
-                target_type="api_key",
-                target_id=key.id,
-                metadata={"name": key.name, "prefix": key.prefix},
-            )
-    return key
+        return _revoke(org, key, {"reason": "requested"})
 
 
 # Audit log ----------------------------------------------------------------------------

@@ -170,7 +170,25 @@ class ApiKeySchema(Schema):
     name = ma.fields.String(dump_only=True)
     prefix = ma.fields.String(dump_only=True)
     scopes = ma.fields.List(ma.fields.String(), dump_only=True)
-    created_by = ma.fields.Integer(attribute="created_by_id", dump_only=True, allow_none=True)
+    created_by = ma.fields.Integer(
+        attribute="created_by_id",
+        dump_only=True,
+        allow_none=True,
+        metadata={"description": "The person whose current role bounds the key"},
+    )
+    created_by_key = ma.fields.Integer(
+        attribute="created_by_key_id",
+        dump_only=True,
+        allow_none=True,
+        metadata={"description": "The key that created this one (revoking it revokes this)"},
+    )
+    organization_key = ma.fields.Boolean(
+        dump_only=True,
+        metadata={
+            "description": "Made by `devmetrics apikey create` (or by such a key): owned by "
+            "the organization, no creating person; bounded by its scopes only"
+        },
+    )
     created_at = ma.fields.DateTime(dump_only=True)
     expires_at = ma.fields.DateTime(dump_only=True, allow_none=True)
     last_used_at = ma.fields.DateTime(dump_only=True, allow_none=True)

@@ -271,14 +271,19 @@ class MemberDetail(MethodView):
     @members.arguments(s.MemberUpdateSchema)
     @members.response(200, s.MemberSchema)
     def patch(self, body, org, user_id):
-        """Change a member's role (ADMIN: below ADMIN only; OWNER: any)."""
-        return logic.change_role(g.org, g.principal, user_id, body["role"])
+        """Change a member's role (ADMIN: below ADMIN only; OWNER: any). Their API keys with
+        a scope the new role may not hold are revoked."""
+        membership = logic.change_role(g.org, g.principal, user_id, body["role"])
+        _forget_keys(logic.key_ids_created_by(g.org, user_id))
+        return membership
 
     @require(role=Role.VIEWER)
     @members.response(204)
     def delete(self, org, user_id):
-        """Remove a member, or leave (anyone may remove themselves but the last OWNER)."""
+        """Remove a member, or leave (anyone may remove themselves but the last OWNER). The
+        API keys they created are revoked."""
         logic.remove_member(g.org, g.principal, user_id)
+        _forget_keys(logic.key_ids_created_by(g.org, user_id))
 
 
 # Invitations ---------------------------------------------------------------------------
@@ -351,6 +356,13 @@ class DeclineInvitation(MethodView):
 # API keys -----------------------------------------------------------------------------
 
 
+def _forget_keys(key_ids) -> None:
+    """Revoked keys stop here at once (other processes: within their cache TTL)."""
+    forget = current_app.extensions["devmetrics"]["resolve_token"].forget_api_key
+    for key_id in key_ids:
+        forget(key_id)
+
+
 @keys.route("")
 class ApiKeyList(MethodView):
     @require(scope="admin", role=Role.ADMIN)
@@ -364,13 +376,11 @@ class ApiKeyList(MethodView):
     @keys.arguments(s.ApiKeyCreateSchema)
     @keys.response(201, s.ApiKeyCreatedSchema)
     def post(self, body, org):
-        """Create a key; the full key is in this response only."""
+        """Create a key; the full key is in this response only. It acts with its creator's
+        standing: a key made by a key is that key's creator's, with no scope (or lifetime)
+        beyond the creating key's and that person's current role."""
         key, plaintext = logic.create_api_key(
-            g.org,
-            body["name"],
-            body["scopes"],
-            expires_at=body["expires_at"],
-            created_by=g.principal.user_id if g.principal.kind == "session" else None,
+            g.org, body["name"], body["scopes"], expires_at=body["expires_at"], actor=g.principal
         )
         key.key = plaintext
         return key
@@ -381,9 +391,9 @@ class ApiKeyDetail(MethodView):
     @require(scope="admin", role=Role.ADMIN)
     @keys.response(204)
     def delete(self, org, key_id):
-        """Revoke a key (it stops working within seconds everywhere)."""
-        logic.revoke_api_key(g.org, key_id)
-        current_app.extensions["devmetrics"]["resolve_token"].forget_api_key(key_id)
+        """Revoke a key, and the keys it created (they stop working within seconds
+        everywhere)."""
+        _forget_keys([key_id, *logic.revoke_api_key(g.org, key_id)])
 
 
 # Audit --------------------------------------------------------------------------------

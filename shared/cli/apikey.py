@@ -31,7 +31,9 @@ def apikey_group():
 @click.option("--expires-in-days", type=click.IntRange(min=1), help="Expiry (default: never).")
 @with_database
 def create_cmd(settings, org_slug, name, scopes, expires_in_days):
-    """Create a key and print it once (only its prefix and bcrypt hash are stored)."""
+    """Create an organization key and print it once (only its prefix and bcrypt hash are
+    stored). It belongs to the organization, not to a person: no one's leaving or demotion
+    revokes it; revoke it through the API when it is no longer needed."""
     from services.accounts.logic import create_api_key
 
     org = Organization.get_or_none(Organization.slug == org_slug)

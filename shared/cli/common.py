@@ -18,6 +18,7 @@ from shared.database import (
     db,
     init_db,
 )
+from shared.roles import RoleError
 
 
 def fail(message: str, code: int = 1):
@@ -25,32 +26,43 @@ def fail(message: str, code: int = 1):
     sys.exit(code)
 
 
-def with_database(command):
-    """Open the configured database first; any problem becomes one clear line, not a traceback."""
+def _opening(url_of):
+    """A decorator: open the database `url_of(settings)` names first; any problem becomes one
+    clear line, not a traceback."""
 
-    @functools.wraps(command)
-    def wrapper(*args, **kwargs):
-        try:
-            settings = Settings.from_env()
-            database = init_db(settings.database_url)
-            connect_or_explain(database, settings.database_url)
-        except (ConfigError, DatabaseConfigError, DatabaseUnavailable) as exc:
-            fail(str(exc))
-        try:
-            return command(settings, *args, **kwargs)
-        except (migrations.MigrationError, ConfigError) as exc:
-            fail(str(exc))
-        except (pw.DatabaseError, pw.InterfaceError) as exc:
-            fail(f"database error: {' '.join(str(exc).split())}")
-        except (click.exceptions.Abort, click.exceptions.ClickException):
-            raise
-        except Exception as exc:  # one line for people; DEVMETRICS_DEBUG=1 for the traceback
-            if os.environ.get("DEVMETRICS_DEBUG"):
+    def decorator(command):
+        @functools.wraps(command)
+        def wrapper(*args, **kwargs):
+            try:
+                settings = Settings.from_env()
+                url = url_of(settings)
+                database = init_db(url)
+                connect_or_explain(database, url)
+            except (ConfigError, DatabaseConfigError, DatabaseUnavailable) as exc:
+                fail(str(exc))
+            try:
+                return command(settings, *args, **kwargs)
+            except (migrations.MigrationError, RoleError, ConfigError) as exc:
+                fail(str(exc))
+            except (pw.DatabaseError, pw.InterfaceError) as exc:
+                fail(f"database error: {' '.join(str(exc).split())}")
+            except (click.exceptions.Abort, click.exceptions.ClickException):
                 raise
-            detail = " ".join(str(exc).split())
-            fail(f"{type(exc).__name__}: {detail} (DEVMETRICS_DEBUG=1 for details)")
-        finally:
-            if not db.is_closed():
-                db.close()
+            except Exception as exc:  # one line for people; DEVMETRICS_DEBUG=1 for the traceback
+                if os.environ.get("DEVMETRICS_DEBUG"):
+                    raise
+                detail = " ".join(str(exc).split())
+                fail(f"{type(exc).__name__}: {detail} (DEVMETRICS_DEBUG=1 for details)")
+            finally:
+                if not db.is_closed():
+                    db.close()
 
-    return wrapper
+        return wrapper
+
+    return decorator
+
+
+# The services' connection (DATABASE_URL): the application role in production.
+with_database = _opening(lambda settings: settings.database_url)
+# The owner's (MIGRATION_DATABASE_URL, else DATABASE_URL): migrations and grants.
+with_owner_database = _opening(lambda settings: settings.owner_database_url)

@@ -1,4 +1,6 @@
-"""`devmetrics db ...`: migrations, schema checks, reset and seed."""
+"""`devmetrics db ...`: migrations, the application role's grants, schema checks, reset and
+seed. The commands that change the schema or privileges connect as the owner of the tables
+(MIGRATION_DATABASE_URL, else DATABASE_URL); `check` and `seed` as the services do."""
 
 from __future__ import annotations
 
@@ -7,8 +9,8 @@ import time
 
 import click
 
-from shared import migrations, schema
-from shared.cli.common import fail, with_database
+from shared import migrations, roles, schema
+from shared.cli.common import fail, with_database, with_owner_database
 from shared.database import backend_name, db, redact_url, server_version
 from shared.models import MODELS, Organization
 
@@ -20,22 +22,49 @@ def db_group():
 
 @db_group.command("migrate")
 @click.option("--to", "target", help="Stop after this migration.")
-@with_database
+@with_owner_database
 def migrate_cmd(settings, target):
-    """Apply pending migrations."""
+    """Apply pending migrations (as the owner), then grant the application role
+    (DATABASE_APP_ROLE) what the services need."""
     done = migrations.migrate(db.obj, target)
     for name in done:
         click.echo(f"applied {name}")
     click.echo(f"{len(done)} migration(s) applied" if done else "nothing to migrate: up to date")
+    _grant_configured_role(settings)
+
+
+def _grant_configured_role(settings) -> None:
+    role = settings.database_app_role
+    if not role:
+        return
+    if backend_name() != "postgresql":
+        click.echo(f"DATABASE_APP_ROLE={role} ignored: SQLite has no roles")
+        return
+    for line in roles.grant_app_role(db.obj, role):
+        click.echo(line)
+
+
+@db_group.command("grant-app-role")
+@click.argument("role", required=False)
+@with_owner_database
+def grant_app_role_cmd(settings, role):
+    """Grant ROLE (default DATABASE_APP_ROLE) what the services and workers need and nothing
+    more (PostgreSQL; idempotent; run as the owner after each migration, as `db migrate`
+    does when DATABASE_APP_ROLE is set)."""
+    role = role or settings.database_app_role
+    if not role:
+        fail("name the application role: devmetrics db grant-app-role ROLE (or DATABASE_APP_ROLE)")
+    for line in roles.grant_app_role(db.obj, role):
+        click.echo(line)
 
 
 @db_group.command("status")
-@with_database
+@with_owner_database
 def status_cmd(settings):
     """List applied and pending migrations."""
     applied = migrations.applied(db.obj)
     files = migrations.available()
-    click.echo(f"database: {redact_url(settings.database_url)}")
+    click.echo(f"database: {redact_url(settings.owner_database_url)}")
     for name in files:
         click.echo(f"  [{'x' if name in applied else ' '}] {name}")
     for name in applied:
@@ -62,7 +91,7 @@ def makemigration_cmd(name):
 
 @db_group.command("rollback")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-@with_database
+@with_owner_database
 def rollback_cmd(settings, yes):
     """Undo the latest applied migration."""
     applied = migrations.applied(db.obj)
@@ -70,14 +99,14 @@ def rollback_cmd(settings, yes):
         fail("nothing to roll back: no migration is applied")
     if not yes:
         click.confirm(
-            f"Roll back {applied[-1]} on {redact_url(settings.database_url)}?", abort=True
+            f"Roll back {applied[-1]} on {redact_url(settings.owner_database_url)}?", abort=True
         )
     click.echo(f"rolled back {migrations.rollback(db.obj)}")
 
 
 @db_group.command("mark-applied")
 @click.argument("name")
-@with_database
+@with_owner_database
 def mark_applied_cmd(settings, name):
     """Record a migration as applied without running it (to resolve conflicts)."""
     migrations.mark_applied(db.obj, name)
@@ -85,7 +114,7 @@ def mark_applied_cmd(settings, name):
 
 
 @db_group.command("verify")
-@with_database
+@with_owner_database
 def verify_cmd(settings):
     """Compare the live schema with the models; exit 1 listing every difference."""
     problems = schema.verify(MODELS, db.obj)
@@ -113,19 +142,20 @@ def check_cmd(settings):
 
 @db_group.command("reset")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-@with_database
+@with_owner_database
 def reset_cmd(settings, yes):
     """Drop every table, then migrate. Destructive; refused when DEVMETRICS_ENV=production."""
     if settings.is_production:
         fail("refusing to reset: DEVMETRICS_ENV=production")
     if not yes:
         click.confirm(
-            f"Drop ALL tables and data in {redact_url(settings.database_url)}?", abort=True
+            f"Drop ALL tables and data in {redact_url(settings.owner_database_url)}?", abort=True
         )
     dropped = drop_all_tables(db.obj)
     click.echo(f"dropped {dropped} table(s)")
     for name in migrations.migrate(db.obj):
         click.echo(f"applied {name}")
+    _grant_configured_role(settings)
 
 
 def drop_all_tables(database) -> int:

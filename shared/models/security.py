@@ -7,12 +7,19 @@ from shared.models.core import Organization, User
 
 
 class ApiKey(BaseModel):
-    """`dm_<prefix>_<secret>`: looked up by its public prefix, checked with bcrypt."""
+    """`dm_<prefix>_<secret>`: looked up by its public prefix, checked with bcrypt.
+
+    A key acts with its creator's current standing: `created_by` is the person whose role
+    bounds it (for a key made by a key, that key's creator) and `created_by_key` the key
+    that made it, if one did. An `organization_key` (made by `devmetrics apikey create`, or
+    by another organization key) has no creating person and is bounded by its scopes only."""
 
     organization = pw.ForeignKeyField(
         Organization, backref="api_keys", on_delete="CASCADE", index=False
     )
     created_by = pw.ForeignKeyField(User, null=True, on_delete="SET NULL")
+    created_by_key = pw.ForeignKeyField("self", null=True, on_delete="SET NULL", backref="minted")
+    organization_key = pw.BooleanField(default=False)
     name = pw.CharField(max_length=255)
     prefix = pw.CharField(max_length=32, unique=True)
     key_hash = pw.CharField(max_length=255)
