@@ -43,9 +43,13 @@ def migrate(migrator: Migrator, database: pw.Database, *, fake=False):
 
     migrator.sql(GRANDFATHER_REPOSITORIES)
 
+    # Only github_id's index changes (unique -> plain): the column stays as it is. (On SQLite
+    # change_fields would rebuild the table, and dropping the old one would cascade-delete
+    # every row that references a repository.)
     migrator.drop_index('repositories', 'github_id')
 
-    migrator.change_fields('repositories', github_id=pw.BigIntegerField(index=True, null=True))
+    with migrator.fake():
+        migrator.change_fields('repositories', github_id=pw.BigIntegerField(index=True, null=True))
 
     migrator.add_index('repositories', 'github_id', unique=False)
 
@@ -112,7 +116,10 @@ def rollback(migrator: Migrator, database: pw.Database, *, fake=False):
 
     migrator.drop_index('repositories', 'github_id')
 
-    migrator.change_fields('repositories', github_id=pw.BigIntegerField(null=True, unique=True))
+    with migrator.fake():  # the index below, not a table rebuild (see migrate)
+        migrator.change_fields('repositories', github_id=pw.BigIntegerField(null=True, unique=True))
+
+    migrator.add_index('repositories', 'github_id', unique=True)
 
     migrator.drop_index('repositories', 'connected_by')  # SQLite drops no index with its column
 
