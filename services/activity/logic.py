@@ -397,20 +397,19 @@ def _verified_repositories(github_id: int | None) -> list[Repository]:
     )
 
 
-def _unverified_repository(payload: dict) -> Repository | None:
-    """A connected repository of that name that GitHub has not confirmed yet."""
+def _unverified_repositories(payload: dict) -> list[Repository]:
+    """Connected repositories of that name that GitHub has not confirmed yet (one per
+    organization that connected it)."""
     data = payload.get("repository")
     full_name = data.get("full_name") if isinstance(data, dict) else None
     if not isinstance(full_name, str):
-        return None
-    return (
-        Repository.select()
-        .where(
+        return []
+    return list(
+        Repository.select().where(
             (pw.fn.LOWER(Repository.full_name) == full_name.lower())
             & Repository.verified_at.is_null()
             & Repository.is_active
         )
-        .first()
     )
 
 
@@ -440,11 +439,11 @@ def _recipients(raw: bytes, signature: str, candidates: list) -> list:
 def _refuse_unrouted(raw: bytes, signature: str, payload: dict) -> None:
     """No verified repository takes the delivery: say why (after checking the signature,
     so the answer reveals nothing to someone who cannot sign for the repository)."""
-    pending = _unverified_repository(payload)
-    if pending is not None and _recipients(raw, signature, [pending]):
-        state = github_access.status_of(pending)
+    pending = _recipients(raw, signature, _unverified_repositories(payload))[:1]
+    if pending:
+        state = github_access.status_of(pending[0])
         raise Conflict(
-            f"{pending.full_name} is connected but GitHub has not confirmed it yet "
+            f"{pending[0].full_name} is connected but GitHub has not confirmed it yet "
             f"(status: {state.state}): deliveries are refused until it is verified",
             {"repository": [state.state]},
         )
