@@ -85,6 +85,24 @@ def _rate_limit_env(env: dict, name: str, default: str) -> str:
     return value
 
 
+def _github_app_private_key(env: dict) -> str:
+    """GITHUB_APP_PRIVATE_KEY (the PEM itself), or the file GITHUB_APP_PRIVATE_KEY_FILE names;
+    either needs GITHUB_APP_ID."""
+    key = env.get("GITHUB_APP_PRIVATE_KEY") or ""
+    path = env.get("GITHUB_APP_PRIVATE_KEY_FILE")
+    if path and not key:
+        try:
+            with open(path, encoding="utf-8") as file:
+                key = file.read()
+        except OSError as exc:
+            raise ConfigError(f"GITHUB_APP_PRIVATE_KEY_FILE: cannot read {path}: {exc}") from None
+    if key and not (env.get("GITHUB_APP_ID") or "").strip():
+        raise ConfigError("GITHUB_APP_PRIVATE_KEY needs GITHUB_APP_ID (the App's id)")
+    if key and "PRIVATE KEY-----" not in key:
+        raise ConfigError("GITHUB_APP_PRIVATE_KEY must be the App's PEM private key")
+    return key.strip()
+
+
 def _ai_review_provider(env: dict) -> str:
     provider = (env.get("AI_REVIEW_PROVIDER") or "heuristic").strip().lower()
     if provider not in AI_REVIEW_PROVIDERS:
@@ -130,6 +148,10 @@ class Settings:
     github_client_secret: str = ""
     github_redirect_uri: str | None = None
     github_timeout_seconds: float = 10.0
+    # A GitHub App (optional): its id and PEM private key; with them, a repository's GitHub
+    # calls use the App's installation token where the App is installed on it.
+    github_app_id: str = ""
+    github_app_private_key: str = ""
     session_days: int = 14
     invitation_days: int = 7  # how long an invitation to an organization can be accepted
     cookie_secure: bool = False
@@ -274,6 +296,8 @@ class Settings:
             github_client_secret=env.get("GITHUB_CLIENT_SECRET") or "",
             github_redirect_uri=env.get("GITHUB_REDIRECT_URI") or None,
             github_timeout_seconds=_float_env(env, "GITHUB_TIMEOUT_SECONDS", 10.0),
+            github_app_id=(env.get("GITHUB_APP_ID") or "").strip(),
+            github_app_private_key=_github_app_private_key(env),
             session_days=_int_env(env, "SESSION_DAYS", 14, minimum=1),
             invitation_days=_bounded_int_env(env, "INVITATION_DAYS", 7, 1, 90),
             metrics_schedule_seconds=_int_env(env, "METRICS_SCHEDULE_SECONDS", 900, minimum=60),

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from urllib.parse import urlencode
 
@@ -186,3 +187,79 @@ class GitHubRest:
     def _wait(self, seconds: float) -> None:
         self.waited_seconds += seconds
         self.sleep(seconds)
+
+
+class GitHubApp:
+    """A GitHub App's own credentials (GITHUB_APP_ID, GITHUB_APP_PRIVATE_KEY): a JWT signed
+    with its private key (RS256, valid ten minutes, as GitHub allows), and installation
+    access tokens for the repositories it is installed on, kept per process until five
+    minutes before they expire."""
+
+    _tokens: dict[str, tuple[str, float]] = {}  # full_name (lowercase) -> (token, expiry)
+    _lock = threading.Lock()
+
+    def __init__(self, settings: Settings | None = None):
+        self.settings = settings or Settings.from_env()
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.settings.github_app_id and self.settings.github_app_private_key)
+
+    def jwt(self) -> str:
+        import jwt  # PyJWT, only needed with an App
+
+        now = int(time.time())
+        claims = {"iat": now - 60, "exp": now + 540, "iss": self.settings.github_app_id}
+        return jwt.encode(claims, self.settings.github_app_private_key, algorithm="RS256")
+
+    def installation_token(self, full_name: str) -> str | None:
+        """An installation token for `full_name`, or None when the App is not installed on
+        it (or not configured). UpstreamError when GitHub is unavailable."""
+        if not self.configured:
+            return None
+        key = full_name.lower()
+        with self._lock:
+            cached = self._tokens.get(key)
+        if cached and cached[1] > time.time():
+            return cached[0]
+        found = self._call("GET", f"/repos/{full_name}/installation")
+        if found is None:
+            return None
+        made = self._call("POST", f"/app/installations/{found['id']}/access_tokens")
+        if made is None or not made.get("token"):
+            raise UpstreamError("GitHub answered the installation token request without one")
+        expires = _expiry(made.get("expires_at")) - 300
+        with self._lock:
+            self._tokens[key] = (made["token"], expires)
+        return made["token"]
+
+    def _call(self, method: str, path: str):
+        headers = {**API_HEADERS, "Authorization": f"Bearer {self.jwt()}"}
+        try:
+            response = requests.request(
+                method,
+                f"{self.settings.github_api_url}{path}",
+                headers=headers,
+                timeout=self.settings.github_timeout_seconds,
+            )
+        except requests.RequestException as exc:
+            raise UpstreamError(f"GitHub could not be reached: {type(exc).__name__}") from None
+        if response.status_code == 404:
+            return None
+        if response.status_code >= 500:
+            raise UpstreamError(f"GitHub is failing (HTTP {response.status_code}); try again")
+        if response.status_code >= 400:
+            raise BadRequest(
+                f"GitHub refused the App's credentials (HTTP {response.status_code}): check "
+                "GITHUB_APP_ID and GITHUB_APP_PRIVATE_KEY"
+            )
+        return response.json()
+
+
+def _expiry(value: str | None) -> float:
+    """GitHub's `expires_at` (ISO 8601) as a timestamp; an hour from now when missing."""
+    import datetime as dt
+
+    if not value:
+        return time.time() + 3600
+    return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
