@@ -28,7 +28,12 @@ from tests.reliability import report as suite_report
 os.environ.setdefault("DEVMETRICS_ENCRYPTION_KEYS", "yLDBLddG1lAb9X2dsV_Q1ngzVu9mQHN6lMGeFfTvNSQ=")
 # Rate limits out of the way of tests that send many requests (every service inherits these);
 # tests/security/test_rate_limits.py starts services with low ones to prove them.
-for _limit in ("RATE_LIMIT_API", "RATE_LIMIT_SIGN_IN", "RATE_LIMIT_WEBHOOK_FAILURES"):
+for _limit in (
+    "RATE_LIMIT_API",
+    "RATE_LIMIT_SIGN_IN",
+    "RATE_LIMIT_WEBHOOK_FAILURES",
+    "RATE_LIMIT_EXPORTS",
+):
     os.environ.setdefault(_limit, "1000000 per minute")
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -7,6 +7,11 @@
 - webhook signature failures: per client IP, counted only when a delivery's signature is
   missing or wrong (`RATE_LIMIT_WEBHOOK_FAILURES`). A delivery is checked before it is
   counted, so a valid signed delivery is never throttled, even from an IP over its budget.
+- exports (CSV answers, costlier than a page): per API key or session, a smaller budget of
+  their own on top of the API's (`RATE_LIMIT_EXPORTS`), counted by the view once it knows
+  it answers an export (`count_export`); and a few at once per process, one per
+  organization (`take_export_slot`), so that streaming exports never hold all of a
+  worker's threads (gthread: 4) and other requests, other tenants' first, always find one.
 
 An exceeded limit is a 429 in the usual error shape with `Retry-After` (seconds). Counters
 live in memory per process by default (`RATE_LIMIT_STORAGE_URI=memory://`): with several
@@ -17,7 +22,10 @@ A storage outage lets requests through rather than failing them (swallow_errors)
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
+from collections import Counter
+from collections.abc import Callable
 
 from flask import Flask, current_app, request
 from flask_limiter import ApplicationLimit, Limiter
@@ -28,6 +36,9 @@ from shared.config import Settings
 from shared.web.auth import bearer_token
 
 SIGN_IN_PREFIXES = ("/api/v1/auth/github/", "/api/v1/auth/login-link/")
+EXPORTS_AT_ONCE = 2  # per process: half of gunicorn's 4 threads stay for everything else
+EXPORTS_AT_ONCE_PER_ORG = 1  # per process and organization
+EXPORT_RETRY_SECONDS = 5
 
 
 def client_ip() -> str:
@@ -86,6 +97,68 @@ def install_rate_limits(app: Flask, settings: Settings) -> Limiter:
     return limiter
 
 
+def count_export() -> None:
+    """Called when a request is answered with an export: spend one of the caller's exports
+    (per API key or session); past the budget, answer 429 (with Retry-After)."""
+    extensions = current_app.extensions["devmetrics"]
+    limit = extensions["settings"].rate_limit_exports
+    _spend(extensions, limit, ("exports", caller_identity()), f"too many exports (limit: {limit})")
+
+
+class ConcurrencyLimit:
+    """At most `total` holders at once in this process, and at most `per_key` per key."""
+
+    def __init__(self, total: int, per_key: int):
+        self.total, self.per_key = total, per_key
+        self._held: Counter = Counter()
+        self._lock = threading.Lock()
+
+    def acquire(self, key) -> str | None:
+        """None when taken, else what is full: "key" or "total"."""
+        with self._lock:
+            if self._held[key] >= self.per_key:
+                return "key"
+            if sum(self._held.values()) >= self.total:
+                return "total"
+            self._held[key] += 1
+            return None
+
+    def release(self, key) -> None:
+        with self._lock:
+            self._held[key] -= 1
+            if self._held[key] <= 0:
+                del self._held[key]
+
+
+EXPORT_SLOTS = ConcurrencyLimit(EXPORTS_AT_ONCE, EXPORTS_AT_ONCE_PER_ORG)
+
+
+def take_export_slot(organization_id: int) -> Callable[[], None]:
+    """One of this process's export slots for the organization, until the returned
+    function is called (calling it again does nothing). When none is free: 429 (another
+    export of the organization is running) or 503 (the process's slots are taken), both
+    with Retry-After."""
+    full = EXPORT_SLOTS.acquire(organization_id)
+    if full is not None:
+        status, message = (
+            (429, "another export of this organization is running")
+            if full == "key"
+            else (503, "too many exports are running")
+        )
+        abort(
+            status,
+            message=f"{message}; retry in {EXPORT_RETRY_SECONDS} s",
+            headers={"Retry-After": str(EXPORT_RETRY_SECONDS)},
+        )
+    once = threading.Lock()
+
+    def release() -> None:
+        if once.acquire(blocking=False):
+            EXPORT_SLOTS.release(organization_id)
+
+    return release
+
+
 def count_webhook_signature_failure() -> None:
     """Called after a delivery failed its signature check: spend one of the client IP's
     failures; past the budget, answer 429 (with Retry-After) instead of 401."""
@@ -96,13 +169,24 @@ def spend_webhook_signature_failure(extensions: dict, ip: str) -> None:
     """`count_webhook_signature_failure` as a plain callable (no request context), for the
     activity service's webhook fast path: `extensions` is the app's
     `app.extensions["devmetrics"]`. Raises the 429 HTTPException when over the budget."""
+    limit = extensions["settings"].rate_limit_webhook_failures
+    _spend(
+        extensions,
+        limit,
+        ("webhook-signature-failures", ip),
+        f"too many webhook signature failures from this address (limit: {limit})",
+    )
+
+
+def _spend(extensions: dict, limits: str, identifiers: tuple[str, ...], message: str) -> None:
+    """Spend one hit of `limits` (the `limits` notation) for `identifiers`; past any of
+    them, abort with a 429 carrying `message` and Retry-After."""
     settings: Settings = extensions["settings"]
     if not settings.rate_limit_enabled:
         return
     limiter: Limiter = extensions["limiter"]
     strategy = limiter.limiter
-    identifiers = ("webhook-signature-failures", ip)
-    for limit in parse_many(settings.rate_limit_webhook_failures):
+    for limit in parse_many(limits):
         try:
             allowed = strategy.hit(limit, *identifiers)
             reset_at = strategy.get_window_stats(limit, *identifiers).reset_time
@@ -112,7 +196,6 @@ def spend_webhook_signature_failure(extensions: dict, ip: str) -> None:
             retry_after = max(1, int(reset_at - time.time()) + 1)
             abort(
                 429,
-                message=f"too many webhook signature failures from this address "
-                f"(limit: {settings.rate_limit_webhook_failures}); retry in {retry_after} s",
+                message=f"{message}; retry in {retry_after} s",
                 headers={"Retry-After": str(retry_after)},
             )
