@@ -162,6 +162,7 @@ class Settings:
     rate_limit_sign_in: str = "30 per minute"  # per client IP on the sign-in routes
     rate_limit_webhook_failures: str = "30 per minute"  # per client IP, bad signatures only
     rate_limit_auth_failures: str = "20 per minute"  # per client IP, refused bearer tokens only
+    rate_limit_exports: str = "10 per minute"  # per API key or session, CSV exports
     rate_limit_storage_uri: str = "memory://"
     metrics_schedule_seconds: int = 900  # the recompute of today and yesterday
     # AI review of pull requests: "heuristic" (offline) or "llm" (an OpenAI-compatible API).
@@ -349,5 +350,6 @@ class Settings:
             rate_limit_auth_failures=_rate_limit_env(
                 env, "RATE_LIMIT_AUTH_FAILURES", "20 per minute"
             ),
+            rate_limit_exports=_rate_limit_env(env, "RATE_LIMIT_EXPORTS", "10 per minute"),
             rate_limit_storage_uri=env.get("RATE_LIMIT_STORAGE_URI") or "memory://",
         )

@@ -33,6 +33,7 @@ for _limit in (
     "RATE_LIMIT_SIGN_IN",
     "RATE_LIMIT_WEBHOOK_FAILURES",
     "RATE_LIMIT_AUTH_FAILURES",
+    "RATE_LIMIT_EXPORTS",
 ):
     os.environ.setdefault(_limit, "1000000 per minute")
 

@@ -36,7 +36,9 @@ import pytest
 from services.metrics import engine, periods
 from services.metrics.engine import derive
 from services.metrics.periods import Period
+from services.metrics.scope import Scope
 from shared.models import (
+    Commit,
     DeveloperMetric,
     Incident,
     ProductionDeployment,
@@ -484,8 +486,8 @@ def test_the_team_rollup_by_day_is_the_stored_daily_rows(tx):
     history = build(History())
     engine.recompute_full(history.org.id)
     period = Period(dt.date(2026, 2, 28), dt.date(2026, 3, 6))
-    stored = periods.team_rollup(history.org, period, "day")
-    computed = periods.computed_team_rollup(history.org, period, "day")
+    stored = periods.team_rollup(Scope(history.org), period, "day")
+    computed = periods.computed_team_rollup(Scope(history.org), period, "day")
     assert [row["period_start"] for row in stored] == [
         dt.date(2026, 2, 28) + dt.timedelta(days=n) for n in range(7)
     ]
@@ -554,3 +556,74 @@ def test_a_merge_that_adds_a_production_deployment_rederives_the_whole_repositor
     engine.recompute(h.org.id, repository_ids=[h.repo.id], **changes)
     assert pr(3).deployed_at == at("2026-04-03 10:00")
     assert pr(2).first_commit_at is None
+
+
+def _with_a_second_repository(history: History) -> Repository:
+    """Activity in a second repository: dave works only there, alice in both."""
+    h = history
+    vault = h.add_repository("acme/vault")
+    h.commit("v1", "dave", "2026-03-02 09:30", repo=vault)
+    h.commit("v2", "alice", "2026-03-03 09:30", repo=vault)
+    pr = h.pr(
+        40,
+        "dave",
+        "2026-03-02 10:00",
+        merged="2026-03-03 15:00",
+        additions=30,
+        deletions=4,
+        repo=vault,
+    )
+    h.review(pr, "alice", "2026-03-03 12:00")
+    h.review(pr, "alice", "2026-03-03 13:00", state="COMMENTED")
+    h.review(pr, "alice", "2026-03-03 13:10", kind="REVIEW_COMMENT")
+    h.issue(41, "dave", "2026-03-03 08:00", closed="2026-03-04 08:00", closer="alice", repo=vault)
+    h.deployment("2026-03-04 09:00", "FAILURE", "2026-03-04 09:20", repo=vault)
+    return vault
+
+
+@pytest.mark.parametrize("granularity", ["day", "week", "month"])
+def test_figures_counted_from_activity_equal_the_stored_rows(tx, granularity):
+    """A scope narrower than the organization cannot use the stored org-wide rows (they
+    cannot be split by repository): its developer figures are counted from the activity
+    and its team figures summed from the repositories' rows. Over every repository those
+    equal the stored rows, figure for figure; hiding one leaves exactly the others' share."""
+    history = build(History())
+    vault = _with_a_second_repository(history)
+    engine.recompute_full(history.org.id)
+    org, period = history.org, Period(dt.date(2026, 2, 28), dt.date(2026, 3, 6))
+    everything = Scope(org, hidden=(-1,))  # hides nothing that exists, reads no stored row
+    assert not everything.whole_organization
+
+    stored = list(periods.developer_rollup(Scope(org), period, granularity))
+    assert {row["user"]["login"] for row in stored} == {"alice", "bob", "carol", "dave"}
+    assert list(periods.developer_rollup(everything, period, granularity)) == stored
+    assert periods.team_rollup(everything, period, granularity) == periods.team_rollup(
+        Scope(org), period, granularity
+    )
+    all_days = periods.daily_rows(Scope(org), period.start, period.end)
+    assert list(periods.daily_rows(everything, period.start, period.end)) == list(all_days)
+
+    # Without the vault: dave is gone, alice keeps what she did in acme/api only, and the
+    # figures are those of acme/api alone.
+    hidden = Scope(org, hidden=(vault.id,))
+    only_api = Scope(org, history.repo)
+    without = list(periods.developer_rollup(hidden, period, granularity))
+    assert without == list(periods.developer_rollup(only_api, period, granularity))
+    assert "dave" not in {row["user"]["login"] for row in without}
+    for figure in ("commits", "reviews_given", "prs_reviewed", "review_comments", "issues_closed"):
+        assert sum(r[figure] for r in without if r["user"]["login"] == "alice") < sum(
+            r[figure] for r in stored if r["user"]["login"] == "alice"
+        ), figure
+    team = periods.team_rollup(hidden, period, granularity)
+    assert team == periods.team_rollup(only_api, period, granularity)
+    assert (
+        sum(r["commits"] for r in team)
+        == Commit.select()
+        .where(
+            (Commit.repository == history.repo) & (Commit.author_is_bot == False)  # noqa: E712
+        )
+        .count()
+    )
+    assert sum(r["deployments"] for r in team) < sum(
+        r["deployments"] for r in periods.team_rollup(Scope(org), period, granularity)
+    )

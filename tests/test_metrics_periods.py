@@ -11,6 +11,7 @@ import pytest
 
 from services.metrics import periods
 from services.metrics.periods import Period
+from services.metrics.scope import Scope, developer_in, scope_for, visible_repository
 from shared.errors import NotFound
 from shared.models import (
     Commit,
@@ -109,18 +110,18 @@ def test_lead_time_is_the_median_cycle_of_human_prs_deployed_in_the_period(org):
     pr(org, cycle_s=2, deployed_at=at("2026-03-09", 0))  # the day after
     pr(org, repo=org.repo_b, cycle_s=3, deployed_at=at("2026-03-04"))
 
-    lead = periods.dora_keys(org, period)["lead_time"]
+    lead = periods.dora_keys(Scope(org), period)["lead_time"]
     # Human PRs deployed in the period with a cycle: 3 (repository b), 90000, 100000,
     # 200000, 700000 -> median 100000 (bots, NULL cycles and other days left out).
     assert lead == {"median_s": 100_000.0, "pull_requests": 5, "category": "high"}
-    only_a = periods.dora_keys(org, period, org.repo_a)["lead_time"]
+    only_a = periods.dora_keys(Scope(org, org.repo_a), period)["lead_time"]
     # 90000, 100000, 200000, 700000 -> (100000 + 200000) / 2.
     assert only_a == {"median_s": 150_000.0, "pull_requests": 4, "category": "high"}
 
 
 def test_lead_time_without_deployed_prs_has_no_category(org):
     pr(org, cycle_s=500, merged_at=at("2026-03-03"))  # merged, never deployed
-    lead = periods.dora_keys(org, days("2026-03-02", "2026-03-08"))["lead_time"]
+    lead = periods.dora_keys(Scope(org), days("2026-03-02", "2026-03-08"))["lead_time"]
     assert lead == {"median_s": None, "pull_requests": 0, "category": None}
 
 
@@ -140,7 +141,7 @@ def test_lead_time_without_deployed_prs_has_no_category(org):
 def test_lead_time_categories_at_their_boundaries(org, seconds, category):
     if seconds is not None:
         pr(org, cycle_s=seconds, deployed_at=at("2026-03-03"))
-    lead = periods.dora_keys(org, days("2026-03-02", "2026-03-08"))["lead_time"]
+    lead = periods.dora_keys(Scope(org), days("2026-03-02", "2026-03-08"))["lead_time"]
     assert lead["category"] == category
 
 
@@ -159,11 +160,11 @@ def test_deployment_frequency_counts_successes_finishing_in_the_period(org):
     deployment(org, at("2026-03-18", 0))  # after
     deployment(org, at("2026-03-10"), repo=org.repo_b)
 
-    frequency = periods.dora_keys(org, period)["deployment_frequency"]
+    frequency = periods.dora_keys(Scope(org), period)["deployment_frequency"]
     # 9 successes; clipped ISO weeks 04-08: 3 days, 09-15: 2 days (10, 12), 16-17: 2 days
     # -> median 2: high.
     assert frequency == {"deployments": 9, "per_day": 9 / 14, "per_week": 4.5, "category": "high"}
-    only_a = periods.dora_keys(org, period, org.repo_a)["deployment_frequency"]
+    only_a = periods.dora_keys(Scope(org, org.repo_a), period)["deployment_frequency"]
     assert only_a["deployments"] == 8 and only_a["per_week"] == 4.0
 
 
@@ -172,7 +173,7 @@ def test_deployment_frequency_weeks_are_clipped_to_the_period(org):
     period = days("2026-03-05", "2026-03-15")
     for day in range(2, 14):  # every day from Monday 03-02 to Friday 03-13
         deployment(org, at(f"2026-03-{day:02d}"))
-    frequency = periods.dora_keys(org, period)["deployment_frequency"]
+    frequency = periods.dora_keys(Scope(org), period)["deployment_frequency"]
     # Inside: 4 days in the first week, 5 in the second -> median 4.5 < 5: high (counting
     # the 3 days before the period would give 7 and 5 -> 6: elite).
     assert frequency["deployments"] == 9
@@ -184,7 +185,7 @@ def test_deployment_frequency_elite_counts_distinct_days(org):
     for day in ["02", "03", "04", "05", "06", "09", "10", "11", "12", "13"]:
         deployment(org, at(f"2026-03-{day}", 9))
     deployment(org, at("2026-03-02", 15))  # a second one the same day
-    frequency = periods.dora_keys(org, period)["deployment_frequency"]
+    frequency = periods.dora_keys(Scope(org), period)["deployment_frequency"]
     assert frequency["deployments"] == 11 and frequency["category"] == "elite"
 
     # Four distinct days a week (the fifth deployment on a day already counted): high.
@@ -193,7 +194,7 @@ def test_deployment_frequency_elite_counts_distinct_days(org):
         & (ProductionDeployment.finished_at.between(at("2026-03-13", 0), at("2026-03-13", 23)))
     ).execute()
     deployment(org, at("2026-03-12", 18))
-    frequency = periods.dora_keys(org, period)["deployment_frequency"]
+    frequency = periods.dora_keys(Scope(org), period)["deployment_frequency"]
     assert frequency["deployments"] == 11 and frequency["category"] == "high"
 
 
@@ -202,16 +203,17 @@ def test_deployment_frequency_medium_and_low_by_month_medians(org):
     deployment(org, at("2026-01-20"))
     deployment(org, at("2026-02-10"))
     # Per month [1, 1, 0, 0] -> median 0.5: low. (Per week the median is 0.)
-    assert periods.dora_keys(org, period)["deployment_frequency"]["category"] == "low"
+    assert periods.dora_keys(Scope(org), period)["deployment_frequency"]["category"] == "low"
     deployment(org, at("2026-03-05"))
     deployment(org, at("2026-03-06"))
     # Per month [1, 1, 2, 0] -> median 1: medium. (13 weeks, 4 with a deployment: median 0.)
-    frequency = periods.dora_keys(org, period)["deployment_frequency"]
+    frequency = periods.dora_keys(Scope(org), period)["deployment_frequency"]
     assert frequency["category"] == "medium" and frequency["deployments"] == 4
 
 
 def test_deployment_frequency_zero_deployments_is_low(org):
-    frequency = periods.dora_keys(org, days("2026-03-02", "2026-03-08"))["deployment_frequency"]
+    keys = periods.dora_keys(Scope(org), days("2026-03-02", "2026-03-08"))
+    frequency = keys["deployment_frequency"]
     assert frequency == {"deployments": 0, "per_day": 0.0, "per_week": 0.0, "category": "low"}
 
 
@@ -240,15 +242,15 @@ def test_change_failure_rate_is_failed_over_all_production_deployments(org):
     deployment(org, at("2026-03-09", 0), succeeded=False, failed=True)  # after
     deployment(org, at("2026-03-04"), succeeded=False, failed=True, repo=org.repo_b)
 
-    cfr = periods.dora_keys(org, period)["change_failure_rate"]
+    cfr = periods.dora_keys(Scope(org), period)["change_failure_rate"]
     assert cfr == {"failed": 3, "deployments": 7, "rate": 3 / 7, "category": "low"}
-    only_a = periods.dora_keys(org, period, org.repo_a)["change_failure_rate"]
+    only_a = periods.dora_keys(Scope(org, org.repo_a), period)["change_failure_rate"]
     assert only_a == {"failed": 2, "deployments": 6, "rate": 2 / 6, "category": "low"}
 
 
 def test_change_failure_rate_is_null_without_deployments(org):
     deployment(org, at("2026-03-01"), succeeded=False, failed=True)  # outside
-    cfr = periods.dora_keys(org, days("2026-03-02", "2026-03-08"))["change_failure_rate"]
+    cfr = periods.dora_keys(Scope(org), days("2026-03-02", "2026-03-08"))["change_failure_rate"]
     assert cfr == {"failed": 0, "deployments": 0, "rate": None, "category": None}
 
 
@@ -261,7 +263,7 @@ def test_change_failure_rate_categories_at_their_boundaries(org, failed, total, 
     for i in range(total):
         moment = start + dt.timedelta(minutes=10 * i)
         deployment(org, moment, succeeded=i >= failed, failed=i < failed)
-    cfr = periods.dora_keys(org, days("2026-03-02", "2026-03-08"))["change_failure_rate"]
+    cfr = periods.dora_keys(Scope(org), days("2026-03-02", "2026-03-08"))["change_failure_rate"]
     assert (cfr["failed"], cfr["deployments"], cfr["category"]) == (failed, total, category)
     assert cfr["rate"] == pytest.approx(failed / total)
 
@@ -281,10 +283,10 @@ def test_time_to_restore_is_the_median_of_incidents_resolved_in_the_period(org):
     incident(org, at("2026-03-08"), at("2026-03-09", 1), kind=IncidentKind.REVERT)  # after
     incident(org, opened, opened + dt.timedelta(seconds=60), kind="REVERT", repo=org.repo_b)
 
-    restore = periods.dora_keys(org, period)["time_to_restore"]
+    restore = periods.dora_keys(Scope(org), period)["time_to_restore"]
     # 60, 1800, 5400, 259200 (Feb 27 09:00 -> Mar 2 09:00) -> (1800 + 5400) / 2 = 3600.
     assert restore == {"median_s": 3600.0, "incidents": 4, "category": "high"}
-    only_a = periods.dora_keys(org, period, org.repo_a)["time_to_restore"]
+    only_a = periods.dora_keys(Scope(org, org.repo_a), period)["time_to_restore"]
     # 1800, 5400, 259200 -> 5400.
     assert only_a == {"median_s": 5400.0, "incidents": 3, "category": "high"}
 
@@ -303,12 +305,12 @@ def test_time_to_restore_is_the_median_of_incidents_resolved_in_the_period(org):
 def test_time_to_restore_categories_at_their_boundaries(org, seconds, category):
     opened = at("2026-02-20", 0)
     incident(org, opened, opened + dt.timedelta(seconds=seconds), kind=IncidentKind.REVERT)
-    restore = periods.dora_keys(org, days("2026-02-20", "2026-03-01"))["time_to_restore"]
+    restore = periods.dora_keys(Scope(org), days("2026-02-20", "2026-03-01"))["time_to_restore"]
     assert (restore["median_s"], restore["category"]) == (seconds, category)
 
 
 def test_time_to_restore_without_incidents_has_no_category(org):
-    restore = periods.dora_keys(org, days("2026-03-02", "2026-03-08"))["time_to_restore"]
+    restore = periods.dora_keys(Scope(org), days("2026-03-02", "2026-03-08"))["time_to_restore"]
     assert restore == {"median_s": None, "incidents": 0, "category": None}
 
 
@@ -323,7 +325,7 @@ def test_dora_compares_with_the_same_number_of_days_just_before(org):
     deployment(org, at("2026-03-01", 23))  # before both
     pr(org, cycle_s=7200, deployed_at=at("2026-03-05"))
 
-    figures = periods.dora(org, period)
+    figures = periods.dora(Scope(org), period)
     assert figures["period"] == {"start": period.start, "end": period.end, "days": 7}
     previous = figures["previous"]
     assert previous["period"] == {
@@ -370,7 +372,7 @@ def test_cycle_time_breakdown_over_human_prs_merged_in_the_period(org):
     pr(org, merged_at=at("2026-03-09", 0), coding_s=9, cycle_s=9)  # after
     pr(org, repo=org.repo_b, merged_at=at("2026-03-03"), coding_s=500, cycle_s=600)
 
-    result = periods.cycle_time_breakdown(org, period, org.repo_a)
+    result = periods.cycle_time_breakdown(Scope(org, org.repo_a), period)
     assert result["pull_requests"] == 5
     # coding 100..400: median 250; p75 rank 2.25 -> 325; p90 rank 2.7 -> 370.
     assert result["stages"]["coding"] == {
@@ -389,7 +391,7 @@ def test_cycle_time_breakdown_over_human_prs_merged_in_the_period(org):
     assert result["stages"]["review"]["median_s"] == 1500.0
     assert result["stages"]["deploy"] == {"median_s": 5.0, "p75_s": 5.0, "p90_s": 5.0, "count": 1}
     assert result["stages"]["cycle"]["count"] == 1
-    org_wide = periods.cycle_time_breakdown(org, period)
+    org_wide = periods.cycle_time_breakdown(Scope(org), period)
     # coding 100, 200, 300, 400, 500 -> 300; cycle 600 and 1115 -> 857.5.
     assert org_wide["pull_requests"] == 6
     assert org_wide["stages"]["coding"]["median_s"] == 300.0
@@ -465,7 +467,7 @@ def test_team_rollup_by_week_sums_days_and_recomputes_medians(org):
             submitted_at=at(day),
         )
 
-    rows = periods.team_rollup(org, days("2026-03-04", "2026-03-18"), "week")
+    rows = periods.team_rollup(Scope(org), days("2026-03-04", "2026-03-18"), "week")
     assert [(r["period_start"].isoformat(), r["period_end"].isoformat()) for r in rows] == [
         ("2026-03-04", "2026-03-08"),
         ("2026-03-09", "2026-03-15"),
@@ -502,7 +504,7 @@ def test_team_rollup_by_month_and_for_one_repository(org):
     incident(org, at("2026-02-26"), None, kind=IncidentKind.REVERT, repo=org.repo_b)
     deployment(org, at("2026-03-03"), failed=True)
     deployment(org, at("2026-03-04"))
-    rows = periods.team_rollup(org, days("2026-02-20", "2026-03-10"), "month", org.repo_a)
+    rows = periods.team_rollup(Scope(org, org.repo_a), days("2026-02-20", "2026-03-10"), "month")
     assert [(r["period_start"].isoformat(), r["period_end"].isoformat()) for r in rows] == [
         ("2026-02-20", "2026-02-28"),
         ("2026-03-01", "2026-03-10"),
@@ -539,7 +541,7 @@ def test_developer_rollup_sums_each_developers_days(org):
     pr(org, author=carol, login="carol-d", merged_at=at("2026-03-11"), cycle_s=70)
     pr(org, author=robot, login="robot-d", merged_at=at("2026-03-11"), cycle_s=1, bot=True)
 
-    rows = periods.developer_rollup(org, days("2026-03-02", "2026-03-15"), "week")
+    rows = periods.developer_rollup(Scope(org), days("2026-03-02", "2026-03-15"), "week")
     assert [(r["period_start"].isoformat(), r["user"]["login"], r["commits"]) for r in rows] == [
         ("2026-03-02", "alice-d", 3),
         ("2026-03-02", "bob-d", 8),
@@ -556,15 +558,15 @@ def test_developer_rollup_sums_each_developers_days(org):
     assert rows[2:] == whole[2:] and rows[1:3] == whole[1:3] and rows[2] == whole[2]
     assert rows[3] == whole[3] and rows[0:1] == whole[0:1]
     assert len(rows) == 4 and rows[5:] == []
-    only_bob = periods.developer_rollup(org, days("2026-03-02", "2026-03-15"), "week", bob)
+    only_bob = periods.developer_rollup(Scope(org), days("2026-03-02", "2026-03-15"), "week", bob)
     assert [r["commits"] for r in only_bob] == [8]
     # By login (case-insensitive) or id; a member with no metrics is still a developer.
-    assert periods.developer_in(org, "BOB-D").id == bob.id
-    assert periods.developer_in(org, str(alice.id)).id == alice.id
+    assert developer_in(Scope(org), "BOB-D").id == bob.id
+    assert developer_in(Scope(org), str(alice.id)).id == alice.id
     outsider = User.create(login="outsider-d")
     for ref in ("outsider-d", str(outsider.id), "99999999999999999999", "nobody"):
         with pytest.raises(NotFound):
-            periods.developer_in(org, ref)
+            developer_in(Scope(org), ref)
 
 
 def test_repository_rollup_levels_and_contributors(org):
@@ -597,7 +599,7 @@ def test_repository_rollup_levels_and_contributors(org):
     pr(org, repo=org.repo_b, merged_at=at("2026-03-03"), cycle_s=42)
 
     rows = periods.repository_rollup(
-        org, days("2026-03-01", "2026-03-31"), "month", can_see_restricted=False
+        scope_for(org, can_see_restricted=False), days("2026-03-01", "2026-03-31"), "month"
     )
     assert [(r["repository"]["full_name"], r["prs_opened"], r["open_issues"]) for r in rows] == [
         (org.repo_a.full_name, 3, 4),
@@ -609,9 +611,9 @@ def test_repository_rollup_levels_and_contributors(org):
     org.repo_b.sensitivity = Sensitivity.RESTRICTED
     org.repo_b.save()
     hidden = periods.repository_rollup(
-        org, days("2026-03-01", "2026-03-31"), "month", can_see_restricted=False
+        scope_for(org, can_see_restricted=False), days("2026-03-01", "2026-03-31"), "month"
     )
     assert [r["repository"]["id"] for r in hidden] == [org.repo_a.id]
     with pytest.raises(NotFound):
-        periods.visible_repository(org, org.repo_b.id, can_see_restricted=False)
-    assert periods.visible_repository(org, org.repo_b.id, can_see_restricted=True) == org.repo_b
+        visible_repository(org, org.repo_b.id, can_see_restricted=False)
+    assert visible_repository(org, org.repo_b.id, can_see_restricted=True) == org.repo_b

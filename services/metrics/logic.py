@@ -8,20 +8,11 @@ import time
 from services.metrics import engine
 from shared import jobs
 from shared.config import Settings
-from shared.models import Organization, Repository, TeamMetric, utcnow
+from shared.models import Organization, Repository, utcnow
 from shared.outbox import MessageRejected, PermanentFailure
 from shared.worker import run_batch
 
 RECOMPUTE_QUEUE = "recompute"
-
-
-def daily_team_metrics(organization, start: dt.date | None, end: dt.date | None):
-    query = TeamMetric.select().where(TeamMetric.organization == organization)
-    if start:
-        query = query.where(TeamMetric.date >= start)
-    if end:
-        query = query.where(TeamMetric.date <= end)
-    return query.order_by(TeamMetric.date)
 
 
 def on_activity_changed(payload: dict, message_id: str) -> None:

@@ -7,34 +7,46 @@ open issues) are the value on the period's last day that has a row; medians and 
 recomputed from the underlying pull requests, deployments and incidents of the period, never
 averaged from daily values; active developers (and a repository's contributors) are distinct
 humans recomputed from the activity itself, identified as the daily engine does.
+
+Every figure is over a Scope (services/metrics/scope.py; an Organization stands for the
+whole of it): the whole organization reads the stored org-wide rows; a narrower one (one
+repository, or the organization less its RESTRICTED repositories for a caller below ADMIN)
+sums its repositories' daily rows, or counts its activity where no per-repository row
+exists (developers).
+
+Lists that can grow past a page (daily rows, developers, repositories) are LazyRows: built a
+page, or for a CSV export a chunk, at a time.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import operator
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import reduce
 
 import peewee as pw
 from peewee import fn
 
-from services.metrics.engine.daily import DEVELOPER_COUNTERS, STAGES
-from shared.errors import NotFound
+from services.metrics.engine.daily import DEVELOPER_COUNTERS, STAGES, human_issue
+from services.metrics.scope import Scope
 from shared.models import (
     Commit,
     DeveloperMetric,
     Incident,
+    Issue,
+    IssueClosure,
+    Organization,
     ProductionDeployment,
     PullRequest,
     Repository,
     RepositoryStats,
     Review,
     ReviewKind,
-    Sensitivity,
     TeamMetric,
     User,
-    UserOrganization,
 )
 from shared.sql import (
     as_date,
@@ -171,63 +183,26 @@ def _covered(period: Period, label: dt.date, granularity: str) -> Period:
     return Period(start, min(_last_day_of_period(start, granularity), period.end))
 
 
-# Lookups ------------------------------------------------------------------------------
-
-
-def visible_repository(organization, repo_id: int, *, can_see_restricted: bool) -> Repository:
-    query = Repository.select().where(
-        (Repository.organization == organization) & (Repository.id == repo_id)
-    )
-    if not can_see_restricted:
-        query = query.where(Repository.sensitivity != Sensitivity.RESTRICTED)
-    repo = query.first()
-    if repo is None:
-        raise NotFound("repository not found", {"repository": ["no such repository"]})
-    return repo
-
-
-def developer_in(organization, ref: str) -> User:
-    """A developer of the organization (a member, or someone with metrics in it) by id or
-    GitHub login."""
-    in_org = UserOrganization.select(UserOrganization.user).where(
-        UserOrganization.organization == organization
-    ) | DeveloperMetric.select(DeveloperMetric.user).where(
-        DeveloperMetric.organization == organization
-    )
-    query = User.select().where(User.id.in_(in_org))
-    if ref.isascii() and ref.isdigit():
-        query = query.where(User.id == int(ref)) if len(ref) < 19 else query.where(False)
-    else:
-        query = query.where(fn.LOWER(User.login) == ref.lower())
-    user = query.order_by(User.id).first()
-    if user is None:
-        raise NotFound("user not found", {"user": ["no such developer in this organization"]})
-    return user
-
-
 # Shared pieces ------------------------------------------------------------------------
 
 
-def _human_prs(organization, repository=None):
+def _human_prs(scope: Scope):
     query = PullRequest.select().where(
-        (PullRequest.organization == organization) & (PullRequest.author_is_bot == False)  # noqa: E712
+        (PullRequest.organization == scope.organization) & (PullRequest.author_is_bot == False)  # noqa: E712
     )
-    if repository is not None:
-        query = query.where(PullRequest.repository == repository)
-    return query
+    return scope.where(query, PullRequest.repository)
 
 
 def _stage_column(stage: str):
     return getattr(PullRequest, f"{stage}_s")
 
 
-def _people_query(
-    organization, period: Period, granularity: str, repository, commits_only, *, union_all=False
-):
+def _people_query(scope: Scope, period: Period, granularity: str, commits_only, *, union_all=False):
     """SELECT (repository_id, label, user_id, kind, name): the humans active in each period, as the
     daily engine counts them: commit authors, pull request authors (by creation) and
     reviewers of others' pull requests (`commits_only`: a repository's contributors). A
     person is their user, else their e-mail (or name) for commits, their login otherwise."""
+    organization = scope.organization
     commits = Commit.select(
         Commit.repository.alias("repository_id"),
         label_sql(Commit.authored_at, granularity).alias("label"),
@@ -272,21 +247,18 @@ def _people_query(
             )
         )
     )
-    if repository is not None:
-        commits = commits.where(Commit.repository == repository)
-        authors = authors.where(PullRequest.repository == repository)
-        reviewers = reviewers.where(reviewed.repository == repository)
+    commits = scope.where(commits, Commit.repository)
+    authors = scope.where(authors, PullRequest.repository)
+    reviewers = scope.where(reviewers, reviewed.repository)
     if commits_only:
         return commits
     return (commits + authors + reviewers) if union_all else (commits | authors | reviewers)
 
 
-def _people_by_period(
-    organization, period: Period, granularity: str, repository=None, *, commits_only=False
-):
+def _people_by_period(scope: Scope, period: Period, granularity: str, *, commits_only=False):
     """{(repository_id, label): {person, ...}} of the humans active in each period (see
     _people_query)."""
-    query = _people_query(organization, period, granularity, repository, commits_only)
+    query = _people_query(scope, period, granularity, commits_only)
     people = defaultdict(set)
     for repo_id, label, user_id, kind, name in query.tuples():
         person = ("user", user_id) if user_id else (kind, name)
@@ -294,13 +266,11 @@ def _people_by_period(
     return people
 
 
-def _active_counts(organization, period: Period, granularity: str, repository=None) -> dict:
+def _active_counts(scope: Scope, period: Period, granularity: str) -> dict:
     """{label: distinct active humans over all repositories}, counted by the database (the
     identities _people_by_period makes), without sending every (person, day) row."""
     # UNION ALL: COUNT(DISTINCT) dedupes once (a UNION would sort every row twice).
-    people = _people_query(
-        organization, period, granularity, repository, False, union_all=True
-    ).alias("people")
+    people = _people_query(scope, period, granularity, False, union_all=True).alias("people")
     person = pw.Case(
         None,
         [
@@ -349,63 +319,78 @@ def _last_values(rows, granularity, columns):
 # Team ---------------------------------------------------------------------------------
 
 
-def team_rollup(organization, period: Period, granularity: str, repository=None) -> list[dict]:
+def team_rollup(scope: Scope | Organization, period: Period, granularity: str) -> list[dict]:
     """One row per day/week/month of the range (every period, zeros when nothing happened),
-    org-wide or for one repository."""
-    if repository is None and granularity == "day":
-        return _stored_team_days(organization, period)
-    return computed_team_rollup(organization, period, granularity, repository)
+    over the scope's repositories (at most MAX_RANGE_DAYS rows: built whole)."""
+    scope = Scope.of(scope)
+    if scope.whole_organization and granularity == "day":
+        return _stored_team_days(scope.organization, period)
+    return computed_team_rollup(scope, period, granularity)
 
 
-def computed_team_rollup(organization, period: Period, granularity: str, repository=None):
-    """team_rollup from the daily sums and the underlying rows (medians, DORA, people)."""
-    if repository is None:
+def computed_team_rollup(
+    scope: Scope | Organization, period: Period, granularity: str
+) -> list[dict]:
+    """team_rollup from the daily sums and the underlying rows (medians, DORA, people): the
+    organization's daily rows for the whole organization, else the sums of its
+    repositories' daily rows (every team counter but incidents is one of theirs, counted
+    the same way) and the incidents of those repositories."""
+    scope = Scope.of(scope)
+    if scope.whole_organization:
         table, counters = TeamMetric, TEAM_COUNTERS
-        scope = TeamMetric.organization == organization
-        key = TeamMetric.organization
     else:
         table, counters = RepositoryStats, REPOSITORY_TEAM_COUNTERS
-        scope = RepositoryStats.repository == repository
-        key = RepositoryStats.repository
+    in_range = (
+        (table.organization == scope.organization)
+        & (table.date >= period.start)
+        & (table.date <= period.end)
+    )
+
+    def daily(*columns):
+        query = table.select(*columns).where(in_range)
+        return query if table is TeamMetric else scope.where(query, RepositoryStats.repository)
+
     label = label_sql(table.date, granularity)
-    in_range = scope & (table.date >= period.start) & (table.date <= period.end)
     sums = {
         as_date(row[0]): dict(zip(counters, row[1:], strict=True))
-        for row in (
-            table.select(label, *[fn.SUM(getattr(table, c)) for c in counters])
-            .where(in_range)
-            .group_by(label)
-            .tuples()
-        )
+        for row in daily(label, *[fn.SUM(getattr(table, c)) for c in counters])
+        .group_by(label)
+        .tuples()
     }
+    # Open pull requests: the scope's total on each day, then the period's last day.
     open_prs = {
         label: values["open_prs"]
         for (_key, label), values in _last_values(
-            table.select(key, table.date, table.open_prs).where(in_range).tuples(),
+            (
+                (None, day, total)
+                for day, total in daily(table.date, fn.SUM(table.open_prs))
+                .group_by(table.date)
+                .tuples()
+            ),
             granularity,
             ["open_prs"],
         ).items()
     }
-    if repository is not None:
-        incidents = _incident_counts(organization, period, granularity, repository)
-    active = _active_counts(organization, period, granularity, repository)
+    if table is not TeamMetric:
+        incidents = _incident_counts(scope, period, granularity)
+    active = _active_counts(scope, period, granularity)
     merged = _pr_medians(
-        _human_prs(organization, repository).where(period.contains(PullRequest.merged_at)),
+        _human_prs(scope).where(period.contains(PullRequest.merged_at)),
         PullRequest.merged_at,
         granularity,
         STAGES,
         (("median", 0.5), ("p90", 0.9)),
     )
-    dora = _dora_by_period(organization, period, granularity, repository)
+    dora = _dora_by_period(scope, period, granularity)
 
     rows = []
     for part in periods_of(period, granularity):
         label = period_label(part.start, granularity)
         row = {"period_start": part.start, "period_end": part.end}
         row.update({c: int(sums.get(label, {}).get(c) or 0) for c in TEAM_COUNTERS})
-        if repository is not None:
+        if table is not TeamMetric:
             row.update(incidents.get(label, {"incidents_opened": 0, "incidents_resolved": 0}))
-        row["open_prs"] = open_prs.get(label, 0)
+        row["open_prs"] = int(open_prs.get(label) or 0)
         row["active_developers"] = active.get(label, 0)
         medians = merged.get((label,), {})
         for stage in STAGES:
@@ -458,29 +443,79 @@ def _stored_team_days(organization, period: Period) -> list[dict]:
     return rows
 
 
-def _incident_counts(organization, period, granularity, repository) -> dict:
+DAILY_WINDOW_DAYS = 92  # the days `daily_rows` recomputes together (a bounded rollup each)
+
+
+def daily_rows(scope: Scope | Organization, start: dt.date | None, end: dt.date | None) -> LazyRows:
+    """The daily figures (`/daily`), one row (`date` and every TEAM_DAY_FIGURES) per day
+    that has a stored team_metrics row between `start` and `end` (either open), by day: the
+    stored rows themselves for the whole organization, else the same figures recomputed
+    over the scope's repositories. Rows are read (or recomputed) a chunk of days at a time."""
+    scope = Scope.of(scope)
+    organization = scope.organization
+    in_range = TeamMetric.organization == organization
+    if start:
+        in_range &= TeamMetric.date >= start
+    if end:
+        in_range &= TeamMetric.date <= end
+    days = [
+        as_date(day)
+        for (day,) in raw_rows(
+            TeamMetric.select(TeamMetric.date).where(in_range).order_by(TeamMetric.date)
+        )
+    ]
+
+    def stored(days: list[dt.date]) -> list[dict]:
+        rows = (
+            TeamMetric.select(TeamMetric.date, *[getattr(TeamMetric, n) for n in TEAM_DAY_FIGURES])
+            .where(
+                (TeamMetric.organization == organization)
+                & (TeamMetric.date >= days[0])
+                & (TeamMetric.date <= days[-1])
+            )
+            .order_by(TeamMetric.date)
+        )
+        wanted = set(days)
+        return [
+            {"date": day, **dict(zip(TEAM_DAY_FIGURES, values, strict=True))}
+            for day, *values in ((as_date(row[0]), *row[1:]) for row in raw_rows(rows))
+            if day in wanted
+        ]
+
+    def recomputed(days: list[dt.date]) -> list[dict]:
+        wanted, rows, first = set(days), [], 0
+        while first < len(days):  # windows of at most DAILY_WINDOW_DAYS days with rows
+            last = first
+            limit = days[first] + dt.timedelta(days=DAILY_WINDOW_DAYS - 1)
+            while last + 1 < len(days) and days[last + 1] <= limit:
+                last += 1
+            window = Period(days[first], days[last])
+            for row in computed_team_rollup(scope, window, "day"):
+                if row["period_start"] in wanted:
+                    figures = {name: row[name] for name in TEAM_DAY_FIGURES}
+                    rows.append({"date": row["period_start"], **figures})
+            first = last + 1
+        return rows
+
+    return LazyRows(days, stored if scope.whole_organization else recomputed)
+
+
+def _incident_counts(scope: Scope, period, granularity) -> dict:
     counts = defaultdict(lambda: {"incidents_opened": 0, "incidents_resolved": 0})
     for moment, name in (
         (Incident.opened_at, "incidents_opened"),
         (Incident.resolved_at, "incidents_resolved"),
     ):
         label = label_sql(moment, granularity)
-        rows = (
-            Incident.select(label, fn.COUNT(Incident.id))
-            .where(
-                (Incident.organization == organization)
-                & (Incident.repository == repository)
-                & period.contains(moment)
-            )
-            .group_by(label)
-            .tuples()
+        query = Incident.select(label, fn.COUNT(Incident.id)).where(
+            (Incident.organization == scope.organization) & period.contains(moment)
         )
-        for value, count in rows:
+        for value, count in scope.where(query, Incident.repository).group_by(label).tuples():
             counts[as_date(value)][name] = count
     return counts
 
 
-def _dora_by_period(organization, period, granularity, repository) -> dict:
+def _dora_by_period(scope: Scope, period, granularity) -> dict:
     """{label: {lead_time_median_s, change_failure_rate, time_to_restore_median_s}}."""
     out = defaultdict(
         lambda: {
@@ -490,7 +525,7 @@ def _dora_by_period(organization, period, granularity, repository) -> dict:
         }
     )
     lead = _pr_medians(
-        _human_prs(organization, repository).where(period.contains(PullRequest.deployed_at)),
+        _human_prs(scope).where(period.contains(PullRequest.deployed_at)),
         PullRequest.deployed_at,
         granularity,
         ("cycle",),
@@ -501,7 +536,7 @@ def _dora_by_period(organization, period, granularity, repository) -> dict:
 
     label = label_sql(ProductionDeployment.finished_at, granularity)
     for value, failed, total in (
-        _deployments(organization, repository, period)
+        _deployments(scope, period)
         .select(label, fn.SUM(pw.Case(None, [(ProductionDeployment.failed, 1)], 0)), fn.COUNT(1))
         .group_by(label)
         .tuples()
@@ -510,7 +545,7 @@ def _dora_by_period(organization, period, granularity, repository) -> dict:
 
     label = label_sql(Incident.resolved_at, granularity)
     for value, median in (
-        _resolved_incidents(organization, repository, period)
+        _resolved_incidents(scope, period)
         .select(label, percentile(_restore_span(), 0.5))
         .group_by(label)
         .tuples()
@@ -525,8 +560,11 @@ def _dora_by_period(organization, period, granularity, repository) -> dict:
 class LazyRows(Sequence):
     """Rows built only when read: the API pages through thousands of (developer, week)
     keys but shows a hundred, so the figures that are costly to compute and each row dict
-    are made for the page alone (a CSV export reads them all). `build(keys)` returns the
-    rows of those keys, in order."""
+    are made for the page alone; iterating (a CSV export) builds them CHUNK keys at a time,
+    so the whole list of rows never exists at once. `build(keys)` returns the rows of those
+    keys, in order."""
+
+    CHUNK = 500
 
     def __init__(self, keys: list, build):
         self._keys = keys
@@ -542,94 +580,215 @@ class LazyRows(Sequence):
         return self._build([self._keys[index]])[0]
 
     def __iter__(self):
-        return iter(self._build(self._keys) if self._keys else [])
+        for start in range(0, len(self._keys), self.CHUNK):
+            yield from self._build(self._keys[start : start + self.CHUNK])
 
 
 DEVELOPER_STAGES = ("cycle", "coding", "pickup", "review")
 
 
-def developer_rollup(organization, period: Period, granularity: str, user=None) -> LazyRows:
-    """One row per (developer, period) with any figure, humans only, by period then login."""
-    label = label_sql(DeveloperMetric.date, granularity)
-    metrics = (
-        DeveloperMetric.select()
-        .join(User, on=(DeveloperMetric.user == User.id))
-        .where(
-            (DeveloperMetric.organization == organization)
-            & (DeveloperMetric.date >= period.start)
-            & (DeveloperMetric.date <= period.end)
-            & (User.is_bot == False)  # noqa: E712
+@dataclass(frozen=True)
+class _Figures:
+    """Some of a developer's figures: the rows they come from (`query`), whose they are
+    (`user`), when (`moment`, a date or a timestamp) and the figures ({name: aggregate});
+    `per_row` names a figure counting the rows of a finer grouping (`extra_group`)."""
+
+    query: pw.ModelSelect
+    user: pw.Field
+    moment: pw.Field
+    figures: dict
+    extra_group: tuple = ()
+    per_row: str | None = None
+
+    def within(self, period: Period):
+        if isinstance(self.moment, pw.DateField):
+            return (self.moment >= period.start) & (self.moment <= period.end)
+        return period.contains(self.moment)
+
+
+def _stored_developer_figures(scope: Scope) -> list[_Figures]:
+    """The engine's daily rows: the whole organization's figures."""
+    return [
+        _Figures(
+            DeveloperMetric.select().where(DeveloperMetric.organization == scope.organization),
+            DeveloperMetric.user,
+            DeveloperMetric.date,
+            {c: fn.SUM(getattr(DeveloperMetric, c)) for c in DEVELOPER_COUNTERS},
+        )
+    ]
+
+
+def _developer_activity_figures(scope: Scope) -> list[_Figures]:
+    """The daily engine's developer figures (engine/daily.py) counted straight from the
+    scope's activity: the stored daily rows cannot be split by repository. Summed over a
+    period they equal the sums of the daily rows (prs_reviewed, distinct pull requests
+    reviewed a day, counts distinct (pull request, day) pairs)."""
+    organization = scope.organization
+    commits = Commit.select().where(
+        (Commit.organization == organization)
+        & (Commit.author_is_bot == False)  # noqa: E712
+        & Commit.author.is_null(False)
+    )
+    prs = _human_prs(scope).where(PullRequest.author.is_null(False))
+    reviewed = PullRequest.alias("reviewed")
+
+    def reviews(kind):
+        query = (
+            Review.select()
+            .join(reviewed, on=(Review.pull_request == reviewed.id))
+            .where(
+                (Review.organization == organization)
+                & (Review.kind == kind)
+                & (Review.reviewer_is_bot == False)  # noqa: E712
+                & Review.deleted_at.is_null()
+                & Review.reviewer.is_null(False)
+            )
+        )
+        return scope.where(query, reviewed.repository)
+
+    of_others = (
+        reviewed.author_login.is_null()
+        | Review.reviewer_login.is_null()
+        | (fn.LOWER(Review.reviewer_login) != fn.LOWER(reviewed.author_login))
+    )
+    issues = Issue.select().where(
+        (Issue.organization == organization) & human_issue() & Issue.author.is_null(False)
+    )
+    closures = IssueClosure.select().where(
+        (IssueClosure.organization == organization)
+        & (IssueClosure.closer_is_bot == False)  # noqa: E712
+        & IssueClosure.closer.is_null(False)
+    )
+    return [
+        _Figures(
+            scope.where(commits, Commit.repository),
+            Commit.author,
+            Commit.authored_at,
+            {"commits": fn.COUNT(1)},
+        ),
+        _Figures(prs, PullRequest.author, PullRequest.created_at, {"prs_opened": fn.COUNT(1)}),
+        _Figures(
+            prs,
+            PullRequest.author,
+            PullRequest.merged_at,
+            {
+                "prs_merged": fn.COUNT(1),
+                "additions": fn.SUM(PullRequest.additions),
+                "deletions": fn.SUM(PullRequest.deletions),
+            },
+        ),
+        _Figures(
+            reviews(ReviewKind.REVIEW).where(of_others),
+            Review.reviewer,
+            Review.submitted_at,
+            {"reviews_given": fn.COUNT(1)},
+            extra_group=(day_of(Review.submitted_at), Review.pull_request),
+            per_row="prs_reviewed",
+        ),
+        _Figures(
+            reviews(ReviewKind.REVIEW_COMMENT),
+            Review.reviewer,
+            Review.submitted_at,
+            {"review_comments": fn.COUNT(1)},
+        ),
+        _Figures(
+            scope.where(issues, Issue.repository),
+            Issue.author,
+            Issue.created_at,
+            {"issues_opened": fn.COUNT(1)},
+        ),
+        _Figures(
+            scope.where(closures, IssueClosure.repository),
+            IssueClosure.closer,
+            IssueClosure.closed_at,
+            {"issues_closed": fn.COUNT(1)},
+        ),
+    ]
+
+
+def developer_rollup(
+    scope: Scope | Organization, period: Period, granularity: str, user=None
+) -> LazyRows:
+    """One row per (developer, period) with any figure, humans only, by period then login:
+    sums of the stored daily rows for the whole organization, else the same figures
+    counted from the scope's activity (a developer with none there is absent)."""
+    scope = Scope.of(scope)
+    if scope.whole_organization:
+        sources = _stored_developer_figures(scope)
+    else:
+        sources = _developer_activity_figures(scope)
+    # Medians of the pull requests merged in each period (and a period with a merged pull
+    # request and no daily row is a row of its own).
+    sources.append(
+        _Figures(
+            _human_prs(scope).where(PullRequest.author.is_null(False)),
+            PullRequest.author,
+            PullRequest.merged_at,
+            {
+                f"{stage}_time_median_s": percentile(_stage_column(stage), 0.5)
+                for stage in DEVELOPER_STAGES
+            },
         )
     )
-    prs = _human_prs(organization).where(
-        period.contains(PullRequest.merged_at) & PullRequest.author.is_null(False)
-    )
     if user is not None:
-        metrics = metrics.where(DeveloperMetric.user == user)
-        prs = prs.where(PullRequest.author == user)
-    merged_label = label_sql(PullRequest.merged_at, granularity)
-    # The (developer, period) keys, with daily figures or merged pull requests, in one
-    # round trip and from the indexes: the sums and medians are computed for a page only.
-    with_figures = metrics.select(DeveloperMetric.user, label).group_by(DeveloperMetric.user, label)
-    with_merges = prs.select(PullRequest.author, merged_label).group_by(
-        PullRequest.author, merged_label
-    )
-    keys = {(uid, as_date(day)) for uid, day in raw_rows(with_figures | with_merges)}
+        sources = [replace(s, query=s.query.where(s.user == user)) for s in sources]
+    # The (developer, period) keys in one round trip, from the indexes: the sums and
+    # medians are computed for a page (or a CSV chunk) only.
+    with_figures = [
+        s.query.select(s.user, label_sql(s.moment, granularity))
+        .where(s.within(period))
+        .group_by(s.user, label_sql(s.moment, granularity))
+        for s in sources
+    ]
+    keys = {(uid, as_date(day)) for uid, day in raw_rows(reduce(operator.or_, with_figures))}
     users = {
         uid: (login, name)
         for uid, login, name in raw_rows(
-            User.select(User.id, User.login, User.name).where(User.id.in_({uid for uid, _ in keys}))
+            User.select(User.id, User.login, User.name).where(
+                User.id.in_({uid for uid, _ in keys}) & (User.is_bot == False)  # noqa: E712
+            )
         )
     }
-    no_counts = (0,) * len(DEVELOPER_COUNTERS)
-    no_medians = (None,) * len(DEVELOPER_STAGES)
+    keys = [key for key in keys if key[0] in users]  # bots count nowhere
 
-    def figures_of(keys) -> tuple[dict, dict]:
-        """({key: counter sums}, {key: stage medians}) of these keys."""
+    def figures_of(keys) -> dict:
+        """{key: {figure: value}} of these keys."""
         first = min(day for _, day in keys)
         last = _last_day_of_period(max(day for _, day in keys), granularity)
         span = Period(max(first, period.start), min(last, period.end))
         authors = {uid for uid, _ in keys}
-        sums = raw_rows(
-            metrics.select(
-                DeveloperMetric.user,
-                label,
-                *[fn.SUM(getattr(DeveloperMetric, c)) for c in DEVELOPER_COUNTERS],
+        figures = defaultdict(dict)
+        for s in sources:
+            label = label_sql(s.moment, granularity)
+            rows = raw_rows(
+                s.query.select(s.user, label, *s.extra_group, *s.figures.values())
+                .where(s.user.in_(authors) & s.within(span))
+                .group_by(s.user, label, *s.extra_group)
             )
-            .where(
-                DeveloperMetric.user.in_(authors)
-                & (DeveloperMetric.date >= span.start)
-                & (DeveloperMetric.date <= span.end)
-            )
-            .group_by(DeveloperMetric.user, label)
-        )
-        medians = raw_rows(
-            prs.select(
-                PullRequest.author,
-                merged_label,
-                *[percentile(_stage_column(stage), 0.5) for stage in DEVELOPER_STAGES],
-            )
-            .where(PullRequest.author.in_(authors) & span.contains(PullRequest.merged_at))
-            .group_by(PullRequest.author, merged_label)
-        )
-        return (
-            {(row[0], as_date(row[1])): row[2:] for row in sums},
-            {(row[0], as_date(row[1])): row[2:] for row in medians},
-        )
+            for row in rows:
+                values = figures[(row[0], as_date(row[1]))]
+                aggregates = row[2 + len(s.extra_group) :]
+                for name, value in zip(s.figures, aggregates, strict=True):
+                    if name in DEVELOPER_COUNTERS:
+                        values[name] = values.get(name, 0) + int(value or 0)
+                    else:
+                        values[name] = value
+                if s.per_row:
+                    values[s.per_row] = values.get(s.per_row, 0) + 1
+        return figures
 
     def build(keys) -> list[dict]:
-        sums, medians = figures_of(keys)
+        figures = figures_of(keys)
         rows = []
         for key in keys:
             uid, label = key
             login, name = users[uid]
+            values = figures.get(key, {})
             row = _row_for(period, label, granularity)
             row["user"] = {"id": uid, "login": login, "name": name}
-            counts = sums.get(key, no_counts)
-            row.update({c: int(v or 0) for c, v in zip(DEVELOPER_COUNTERS, counts, strict=True)})
-            values = medians.get(key, no_medians)
+            row.update({c: values.get(c, 0) for c in DEVELOPER_COUNTERS})
             row.update(
-                {f"{s}_time_median_s": v for s, v in zip(DEVELOPER_STAGES, values, strict=True)}
+                {f"{s}_time_median_s": values.get(f"{s}_time_median_s") for s in DEVELOPER_STAGES}
             )
             rows.append(row)
         return rows
@@ -637,72 +796,93 @@ def developer_rollup(organization, period: Period, granularity: str, user=None) 
     return LazyRows(sorted(keys, key=lambda k: (k[1], users[k[0]][0])), build)
 
 
-def repository_rollup(
-    organization, period: Period, granularity: str, repository=None, *, can_see_restricted: bool
-) -> list[dict]:
-    """One row per (repository, period) with a daily row, by period then full name."""
+def repository_rollup(scope: Scope | Organization, period: Period, granularity: str) -> LazyRows:
+    """One row per (repository, period) with a daily row, by period then full name, over
+    the scope's repositories (RESTRICTED ones only for a scope that shows them)."""
+    scope = Scope.of(scope)
+    organization = scope.organization
     label = label_sql(RepositoryStats.date, granularity)
-    visible = Repository.select(Repository.id).where(Repository.organization == organization)
-    if not can_see_restricted:
-        visible = visible.where(Repository.sensitivity != Sensitivity.RESTRICTED)
-    in_range = (
-        (RepositoryStats.organization == organization)
-        & RepositoryStats.repository.in_(visible)
-        & (RepositoryStats.date >= period.start)
-        & (RepositoryStats.date <= period.end)
-    )
-    if repository is not None:
-        in_range &= RepositoryStats.repository == repository
-    sums = {
-        (row[0], as_date(row[1])): dict(zip(REPOSITORY_COUNTERS, row[2:], strict=True))
-        for row in (
-            RepositoryStats.select(
-                RepositoryStats.repository,
-                label,
-                *[fn.SUM(getattr(RepositoryStats, c)) for c in REPOSITORY_COUNTERS],
+
+    def stats(span: Period, *columns):
+        query = RepositoryStats.select(*columns).where(
+            (RepositoryStats.organization == organization)
+            & (RepositoryStats.date >= span.start)
+            & (RepositoryStats.date <= span.end)
+        )
+        return scope.where(query, RepositoryStats.repository)
+
+    keys = {
+        (rid, as_date(day))
+        for rid, day in raw_rows(
+            stats(period, RepositoryStats.repository, label).group_by(
+                RepositoryStats.repository, label
             )
-            .where(in_range)
-            .group_by(RepositoryStats.repository, label)
-            .tuples()
         )
     }
-    levels = _last_values(
-        RepositoryStats.select(
-            RepositoryStats.repository,
-            RepositoryStats.date,
-            RepositoryStats.open_prs,
-            RepositoryStats.open_issues,
-        )
-        .where(in_range)
-        .tuples(),
-        granularity,
-        ["open_prs", "open_issues"],
-    )
-    people = _people_by_period(organization, period, granularity, repository, commits_only=True)
-    medians = _pr_medians(
-        _human_prs(organization, repository).where(period.contains(PullRequest.merged_at)),
-        PullRequest.merged_at,
-        granularity,
-        ("cycle",),
-        (("median", 0.5),),
-        group=(PullRequest.repository,),
-    )
     names = {
         r.id: r.full_name
         for r in Repository.select(Repository.id, Repository.full_name).where(
-            Repository.id.in_({rid for rid, _ in sums})
+            Repository.id.in_({rid for rid, _ in keys})
         )
     }
-    rows = []
-    for rid, label in sorted(sums, key=lambda k: (k[1], names[k[0]])):
-        row = _row_for(period, label, granularity)
-        row["repository"] = {"id": rid, "full_name": names[rid]}
-        row.update({c: int(sums[(rid, label)].get(c) or 0) for c in REPOSITORY_COUNTERS})
-        row.update(levels.get((rid, label), {"open_prs": 0, "open_issues": 0}))
-        row["contributors"] = len(people.get((rid, label), ()))
-        row["cycle_time_median_s"] = medians.get((rid, label), {}).get("cycle_time_median_s")
-        rows.append(row)
-    return rows
+
+    def build(keys) -> list[dict]:
+        first = min(day for _, day in keys)
+        last = _last_day_of_period(max(day for _, day in keys), granularity)
+        span = Period(max(first, period.start), min(last, period.end))
+        repos = {rid for rid, _ in keys}
+        mine = RepositoryStats.repository.in_(repos)
+        sums = {
+            (row[0], as_date(row[1])): row[2:]
+            for row in raw_rows(
+                stats(
+                    span,
+                    RepositoryStats.repository,
+                    label,
+                    *[fn.SUM(getattr(RepositoryStats, c)) for c in REPOSITORY_COUNTERS],
+                )
+                .where(mine)
+                .group_by(RepositoryStats.repository, label)
+            )
+        }
+        levels = _last_values(
+            raw_rows(
+                stats(
+                    span,
+                    RepositoryStats.repository,
+                    RepositoryStats.date,
+                    RepositoryStats.open_prs,
+                    RepositoryStats.open_issues,
+                ).where(mine)
+            ),
+            granularity,
+            ["open_prs", "open_issues"],
+        )
+        people = _people_by_period(scope, span, granularity, commits_only=True)
+        medians = _pr_medians(
+            _human_prs(scope).where(
+                span.contains(PullRequest.merged_at) & PullRequest.repository.in_(repos)
+            ),
+            PullRequest.merged_at,
+            granularity,
+            ("cycle",),
+            (("median", 0.5),),
+            group=(PullRequest.repository,),
+        )
+        rows = []
+        for key in keys:
+            rid, label_day = key
+            row = _row_for(period, label_day, granularity)
+            row["repository"] = {"id": rid, "full_name": names[rid]}
+            counts = sums.get(key, (0,) * len(REPOSITORY_COUNTERS))
+            row.update({c: int(v or 0) for c, v in zip(REPOSITORY_COUNTERS, counts, strict=True)})
+            row.update(levels.get(key, {"open_prs": 0, "open_issues": 0}))
+            row["contributors"] = len(people.get(key, ()))
+            row["cycle_time_median_s"] = medians.get(key, {}).get("cycle_time_median_s")
+            rows.append(row)
+        return rows
+
+    return LazyRows(sorted(keys, key=lambda k: (k[1], names[k[0]])), build)
 
 
 def _row_for(period: Period, label: dt.date, granularity: str) -> dict:
@@ -713,23 +893,19 @@ def _row_for(period: Period, label: dt.date, granularity: str) -> dict:
 # DORA ---------------------------------------------------------------------------------
 
 
-def _deployments(organization, repository, period: Period):
+def _deployments(scope: Scope, period: Period):
     query = ProductionDeployment.select().where(
-        (ProductionDeployment.organization == organization)
+        (ProductionDeployment.organization == scope.organization)
         & period.contains(ProductionDeployment.finished_at)
     )
-    if repository is not None:
-        query = query.where(ProductionDeployment.repository == repository)
-    return query
+    return scope.where(query, ProductionDeployment.repository)
 
 
-def _resolved_incidents(organization, repository, period: Period):
+def _resolved_incidents(scope: Scope, period: Period):
     query = Incident.select().where(
-        (Incident.organization == organization) & period.contains(Incident.resolved_at)
+        (Incident.organization == scope.organization) & period.contains(Incident.resolved_at)
     )
-    if repository is not None:
-        query = query.where(Incident.repository == repository)
-    return query
+    return scope.where(query, Incident.repository)
 
 
 def _restore_span():
@@ -780,16 +956,17 @@ def frequency_category(deploy_days: set[dt.date], period: Period) -> str:
     return "medium" if percentile_cont(per_month, 0.5) >= 1 else "low"
 
 
-def dora_keys(organization, period: Period, repository=None) -> dict:
+def dora_keys(scope: Scope | Organization, period: Period) -> dict:
     """The four keys over `period`, without the comparison."""
+    scope = Scope.of(scope)
     lead_median, lead_count = (
-        _human_prs(organization, repository)
+        _human_prs(scope)
         .select(percentile(PullRequest.cycle_s, 0.5), fn.COUNT(PullRequest.cycle_s))
         .where(period.contains(PullRequest.deployed_at))
         .tuples()
         .get()
     )
-    deployments = _deployments(organization, repository, period)
+    deployments = _deployments(scope, period)
     deploy_days = {
         as_date(day)
         for (day,) in deployments.select(day_of(ProductionDeployment.finished_at))
@@ -808,7 +985,7 @@ def dora_keys(organization, period: Period, repository=None) -> dict:
     )
     succeeded, failed = int(succeeded or 0), int(failed or 0)
     restore_median, restored = (
-        _resolved_incidents(organization, repository, period)
+        _resolved_incidents(scope, period)
         .select(percentile(_restore_span(), 0.5), fn.COUNT(_restore_span()))
         .tuples()
         .get()
@@ -840,18 +1017,20 @@ def dora_keys(organization, period: Period, repository=None) -> dict:
     }
 
 
-def dora(organization, period: Period, repository=None) -> dict:
+def dora(scope: Scope | Organization, period: Period) -> dict:
     """The four keys over `period`, and over the same number of days just before it."""
-    figures = dora_keys(organization, period, repository)
-    figures["previous"] = dora_keys(organization, period.previous(), repository)
+    scope = Scope.of(scope)
+    figures = dora_keys(scope, period)
+    figures["previous"] = dora_keys(scope, period.previous())
     return figures
 
 
 # Cycle time ---------------------------------------------------------------------------
 
 
-def cycle_time_breakdown(organization, period: Period, repository=None) -> dict:
+def cycle_time_breakdown(scope: Scope | Organization, period: Period) -> dict:
     """Median, p75 and p90 of each stage over the human PRs merged in the period."""
+    scope = Scope.of(scope)
     columns = []
     for stage in STAGES:
         column = _stage_column(stage)
@@ -862,7 +1041,7 @@ def cycle_time_breakdown(organization, period: Period, repository=None) -> dict:
             fn.COUNT(column),
         ]
     row = (
-        _human_prs(organization, repository)
+        _human_prs(scope)
         # COUNT(1), not COUNT(id): the covering index on merged_at then answers alone.
         .select(fn.COUNT(1), *columns)
         .where(period.contains(PullRequest.merged_at))

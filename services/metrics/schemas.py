@@ -19,9 +19,17 @@ CSV_ALTERNATIVE = {
 }
 
 
+def _repository_field():
+    return ma.fields.Integer(
+        validate=ma.validate.Range(1, 2**63 - 1),
+        metadata={"description": "Only this repository (id)"},
+    )
+
+
 class DailyRangeSchema(Schema):
     start = ma.fields.Date(data_key="from", load_default=None)
     end = ma.fields.Date(data_key="to", load_default=None)
+    repository = _repository_field()
     format = ma.fields.String(
         validate=ma.validate.OneOf(["json", "csv"]),
         metadata={"description": "`csv` for a CSV download (or send `Accept: text/csv`)"},
@@ -89,10 +97,7 @@ class RangeQuerySchema(Schema):
         validate=ma.validate.Range(EARLIEST_DAY, LATEST_DAY),
         metadata={"description": "Last day, included (YYYY-MM-DD, UTC); default: today"},
     )
-    repository = ma.fields.Integer(
-        validate=ma.validate.Range(1, 2**63 - 1),
-        metadata={"description": "Only this repository (id)"},
-    )
+    repository = _repository_field()
     format = ma.fields.String(
         validate=ma.validate.OneOf(["json", "csv"]),
         metadata={"description": "`csv` for a CSV download (or send `Accept: text/csv`)"},

@@ -2,46 +2,56 @@ from flask import g
 from flask.views import MethodView
 from flask_smorest import Blueprint, Page
 
-from services.metrics import logic, periods
+from services.metrics import periods
 from services.metrics import schemas as s
-from services.metrics.csv import columns_of, csv_response, wants_csv
+from services.metrics.csv import MAX_ROWS, export, wants_csv
+from services.metrics.scope import developer_in, scope_for
 from shared.models import Role
-from shared.web.api import PeeweePage
 from shared.web.auth import require
 
 team_metrics = Blueprint(
     "team_metrics",
     __name__,
     url_prefix="/api/v1/orgs/<org>/metrics",
-    description="Organization, developer and repository metrics; DORA; cycle time. Lists "
-    "answer CSV (every row, no pagination) with `?format=csv` or `Accept: text/csv`.",
+    description="Organization, developer and repository metrics; DORA; cycle time. Figures "
+    "from RESTRICTED repositories are for ADMIN+ only, org-wide ones included. Lists "
+    f"answer CSV (every row, no pagination; at most {MAX_ROWS:,} rows, and a separate, "
+    "smaller rate limit) with `?format=csv` or `Accept: text/csv`.",
 )
 
 ROLLUP_PAGE_SIZE = 100  # a month of days, or two years of weeks, in one page
+# The query parameters that make each kind of export smaller (the first is named by the 422).
+NARROW_RANGE = ("from", "to")
+NARROW_ROLLUP = ("from", "to", "granularity", "repository")
 
 
-def _page_or_csv(rows, pagination_parameters, schema, filename, pager=Page):
-    """The requested page for JSON; every row as CSV when CSV is asked for."""
+def _page_or_csv(make_rows, pagination_parameters, schema, filename, narrow):
+    """The requested page of `make_rows()` for JSON; every row, streamed, when CSV is
+    asked for (the rows are made once the export is allowed to run: see csv.export)."""
     if wants_csv():
-        rows = list(rows)
-        pagination_parameters.item_count = len(rows)
-        return csv_response(schema.dump(rows), columns_of(schema), filename)
-    page = pager(rows, page_params=pagination_parameters)
+
+        def counted():
+            rows = make_rows()
+            pagination_parameters.item_count = len(rows)
+            return rows
+
+        return export(counted, schema, filename, narrow)
+    page = Page(make_rows(), page_params=pagination_parameters)
     pagination_parameters.item_count = page.item_count
     return page.items
 
 
-def _one_or_csv(result: dict, schema, filename):
+def _one_or_csv(make_result, schema, filename):
     if wants_csv():
-        return csv_response([schema.dump(result)], columns_of(schema), filename)
-    return result
+        return export(lambda: [make_result()], schema, filename, NARROW_RANGE)
+    return make_result()
 
 
-def _repository(args):
-    if "repository" not in args:
-        return None
-    return periods.visible_repository(
-        g.org, args["repository"], can_see_restricted=g.principal.allows("admin", Role.ADMIN)
+def _scope(args):
+    """The caller's repositories: `repository` alone (404 when unknown, or RESTRICTED below
+    ADMIN), else all the organization's that the caller may see."""
+    return scope_for(
+        g.org, args.get("repository"), can_see_restricted=g.principal.allows("admin", Role.ADMIN)
     )
 
 
@@ -58,11 +68,16 @@ class DailyTeamMetrics(MethodView):
     @team_metrics.doc(**s.CSV_ALTERNATIVE)
     @team_metrics.paginate()
     def get(self, args, org, pagination_parameters):
-        """The organization's daily figures between `from` and `to` (inclusive)."""
-        rows = logic.daily_team_metrics(g.org, args["start"], args["end"])
+        """The organization's (or one repository's) daily figures between `from` and `to`
+        (inclusive), for each day with a stored row."""
+        scope = _scope(args)
         name = f"{g.org.slug}-daily-{args['start'] or 'start'}-{args['end'] or 'end'}.csv"
         return _page_or_csv(
-            rows, pagination_parameters, s.TeamMetricSchema(many=True), name, pager=PeeweePage
+            lambda: periods.daily_rows(scope, args["start"], args["end"]),
+            pagination_parameters,
+            s.TeamMetricSchema(many=True),
+            name,
+            NARROW_RANGE,
         )
 
 
@@ -78,9 +93,13 @@ class TeamRollup(MethodView):
         the range: every period, clipped to the range. Counters are sums of the days;
         `open_prs` is the value on the period's last day; medians, p90s and the DORA
         figures are recomputed from the pull requests, deployments and incidents."""
-        rows = periods.team_rollup(g.org, args["period"], args["granularity"], _repository(args))
+        scope = _scope(args)
         return _page_or_csv(
-            rows, pagination_parameters, s.TeamRollupSchema(many=True), _filename("team", args)
+            lambda: periods.team_rollup(scope, args["period"], args["granularity"]),
+            pagination_parameters,
+            s.TeamRollupSchema(many=True),
+            _filename("team", args),
+            NARROW_ROLLUP,
         )
 
 
@@ -93,14 +112,17 @@ class DeveloperRollup(MethodView):
     @team_metrics.paginate(page_size=ROLLUP_PAGE_SIZE)
     def get(self, args, org, pagination_parameters):
         """Each developer's figures per period (periods with activity only), bots left
-        out; `cycle_time_median_s` from their pull requests merged in the period."""
-        user = periods.developer_in(g.org, args["user"]) if "user" in args else None
-        rows = periods.developer_rollup(g.org, args["period"], args["granularity"], user)
+        out; `cycle_time_median_s` from their pull requests merged in the period. With
+        `repository`, or for a caller below ADMIN in an organization with RESTRICTED
+        repositories, counted from the activity of those repositories only."""
+        scope = _scope(args)
+        user = developer_in(scope, args["user"]) if "user" in args else None
         return _page_or_csv(
-            rows,
+            lambda: periods.developer_rollup(scope, args["period"], args["granularity"], user),
             pagination_parameters,
             s.DeveloperRollupSchema(many=True),
             _filename("developers", args),
+            (*NARROW_ROLLUP, "user"),
         )
 
 
@@ -114,18 +136,13 @@ class RepositoryRollup(MethodView):
     def get(self, args, org, pagination_parameters):
         """Each repository's figures per period (periods with daily rows only; RESTRICTED
         repositories for ADMIN+ only). `open_prs`/`open_issues` on the period's last day."""
-        rows = periods.repository_rollup(
-            g.org,
-            args["period"],
-            args["granularity"],
-            _repository(args),
-            can_see_restricted=g.principal.allows("admin", Role.ADMIN),
-        )
+        scope = _scope(args)
         return _page_or_csv(
-            rows,
+            lambda: periods.repository_rollup(scope, args["period"], args["granularity"]),
             pagination_parameters,
             s.RepositoryRollupSchema(many=True),
             _filename("repositories", args),
+            NARROW_ROLLUP,
         )
 
 
@@ -138,8 +155,10 @@ class DoraKeys(MethodView):
     def get(self, args, org):
         """The DORA four keys over the range with their categories, and the same keys over
         the same number of days just before it (`previous`)."""
-        result = periods.dora(g.org, args["period"], _repository(args))
-        return _one_or_csv(result, s.DoraSchema(), _filename("dora", args))
+        scope = _scope(args)
+        return _one_or_csv(
+            lambda: periods.dora(scope, args["period"]), s.DoraSchema(), _filename("dora", args)
+        )
 
 
 @team_metrics.route("/cycle-time")
@@ -151,5 +170,9 @@ class CycleTime(MethodView):
     def get(self, args, org):
         """Median, p75 and p90 of each stage (coding, pickup, review, deploy) and of the
         whole cycle over the human pull requests merged in the range."""
-        result = periods.cycle_time_breakdown(g.org, args["period"], _repository(args))
-        return _one_or_csv(result, s.CycleTimeSchema(), _filename("cycle-time", args))
+        scope = _scope(args)
+        return _one_or_csv(
+            lambda: periods.cycle_time_breakdown(scope, args["period"]),
+            s.CycleTimeSchema(),
+            _filename("cycle-time", args),
+        )

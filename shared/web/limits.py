@@ -11,6 +11,11 @@
   refused (`RATE_LIMIT_AUTH_FAILURES`). An IP over that budget is refused before any check
   that could cost a bcrypt (shared/web/auth.py `authenticate` says which); a valid key or
   session never spends it.
+- exports (CSV answers, costlier than a page): per API key or session, a smaller budget of
+  their own on top of the API's (`RATE_LIMIT_EXPORTS`), counted by the view once it knows
+  it answers an export (`count_export`); and a few at once per process, one per
+  organization (`take_export_slot`), so that streaming exports never hold all of a
+  worker's threads (gthread: 4) and other requests, other tenants' first, always find one.
 
 An exceeded limit is a 429 in the usual error shape with `Retry-After` (seconds). Counters
 live in memory per process by default (`RATE_LIMIT_STORAGE_URI=memory://`): with several
@@ -21,7 +26,10 @@ A storage outage lets requests through rather than failing them (swallow_errors)
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
+from collections import Counter
+from collections.abc import Callable
 
 from flask import Flask, current_app, request
 from flask_limiter import ApplicationLimit, Limiter
@@ -32,6 +40,9 @@ from shared.config import Settings
 from shared.web.auth import bearer_token
 
 SIGN_IN_PREFIXES = ("/api/v1/auth/github/", "/api/v1/auth/login-link/")
+EXPORTS_AT_ONCE = 2  # per process: half of gunicorn's 4 threads stay for everything else
+EXPORTS_AT_ONCE_PER_ORG = 1  # per process and organization
+EXPORT_RETRY_SECONDS = 5
 
 
 def client_ip() -> str:
@@ -88,37 +99,56 @@ def install_rate_limits(app: Flask, settings: Settings) -> Limiter:
     )
     extensions = app.extensions["devmetrics"]
     extensions["limiter"] = limiter
-    extensions["webhook_failures"] = FailureBudget(
+    extensions["webhook_failures"] = Budget(
         extensions,
         settings.rate_limit_webhook_failures,
         "webhook-signature-failures",
         "webhook signature failures",
     )
     # Checked and spent by `authenticate` (shared/web/auth.py).
-    extensions["auth_failures"] = FailureBudget(
+    extensions["auth_failures"] = Budget(
         extensions, settings.rate_limit_auth_failures, "auth-failures", "failed authentications"
+    )
+    extensions["exports"] = Budget(  # spent by `count_export`
+        extensions,
+        settings.rate_limit_exports,
+        "exports",
+        "exports",
+        key_of=caller_identity,
+        whose="",
     )
     return limiter
 
 
-class FailureBudget:
-    """A per-client-IP budget of one kind of failure (`limit`, in the `limits` notation),
-    counted in the limiter's storage under (`scope`, IP): with `redis://` one budget per IP
-    for every worker and service. Past it, a 429 with Retry-After in the usual error shape.
-    `ip` defaults to the current request's client IP. A storage outage fails open."""
+class Budget:
+    """A budget of one kind of event per key (`limit`, in the `limits` notation), counted in
+    the limiter's storage under (`scope`, key): with `redis://` one budget per key for every
+    worker and service. Past it, a 429 with Retry-After in the usual error shape. The key
+    defaults to `key_of()` of the current request: the client IP unless told otherwise. A
+    storage outage fails open."""
 
-    def __init__(self, extensions: dict, limit: str, scope: str, what: str):
+    def __init__(
+        self,
+        extensions: dict,
+        limit: str,
+        scope: str,
+        what: str,
+        key_of: Callable[[], str] = client_ip,
+        whose: str = " from this address",
+    ):
         self.extensions = extensions  # the app's `app.extensions["devmetrics"]`
         self.limit = limit
         self.scope = scope
-        self.what = what  # for the message: "too many <what> from this address"
+        self.what = what  # for the message: "too many <what><whose>"
+        self.key_of = key_of
+        self.whose = whose
 
-    def _hits(self, ip: str | None, *, spend: bool) -> None:
+    def _hits(self, key: str | None, *, spend: bool) -> None:
         settings: Settings = self.extensions["settings"]
         if not settings.rate_limit_enabled:
             return
         strategy = self.extensions["limiter"].limiter
-        identifiers = (self.scope, ip or client_ip())
+        identifiers = (self.scope, key or self.key_of())
         for limit in parse_many(self.limit):
             try:
                 allowed = (strategy.hit if spend else strategy.test)(limit, *identifiers)
@@ -129,18 +159,78 @@ class FailureBudget:
                 retry_after = max(1, int(reset_at - time.time()) + 1)
                 abort(
                     429,
-                    message=f"too many {self.what} from this address "
+                    message=f"too many {self.what}{self.whose} "
                     f"(limit: {self.limit}); retry in {retry_after} s",
                     headers={"Retry-After": str(retry_after)},
                 )
 
-    def check(self, ip: str | None = None) -> None:
-        """Raise the 429 if the IP has no failure left; spends nothing."""
-        self._hits(ip, spend=False)
+    def check(self, key: str | None = None) -> None:
+        """Raise the 429 if the key has nothing left; spends nothing."""
+        self._hits(key, spend=False)
 
-    def spend(self, ip: str | None = None) -> None:
-        """Count one failure; raise the 429 if that goes past the budget."""
-        self._hits(ip, spend=True)
+    def spend(self, key: str | None = None) -> None:
+        """Count one; raise the 429 if that goes past the budget."""
+        self._hits(key, spend=True)
+
+
+def count_export() -> None:
+    """Called when a request is answered with an export: spend one of the caller's exports
+    (per API key or session); past the budget, answer 429 (with Retry-After)."""
+    current_app.extensions["devmetrics"]["exports"].spend()
+
+
+class ConcurrencyLimit:
+    """At most `total` holders at once in this process, and at most `per_key` per key."""
+
+    def __init__(self, total: int, per_key: int):
+        self.total, self.per_key = total, per_key
+        self._held: Counter = Counter()
+        self._lock = threading.Lock()
+
+    def acquire(self, key) -> str | None:
+        """None when taken, else what is full: "key" or "total"."""
+        with self._lock:
+            if self._held[key] >= self.per_key:
+                return "key"
+            if sum(self._held.values()) >= self.total:
+                return "total"
+            self._held[key] += 1
+            return None
+
+    def release(self, key) -> None:
+        with self._lock:
+            self._held[key] -= 1
+            if self._held[key] <= 0:
+                del self._held[key]
+
+
+EXPORT_SLOTS = ConcurrencyLimit(EXPORTS_AT_ONCE, EXPORTS_AT_ONCE_PER_ORG)
+
+
+def take_export_slot(organization_id: int) -> Callable[[], None]:
+    """One of this process's export slots for the organization, until the returned
+    function is called (calling it again does nothing). When none is free: 429 (another
+    export of the organization is running) or 503 (the process's slots are taken), both
+    with Retry-After."""
+    full = EXPORT_SLOTS.acquire(organization_id)
+    if full is not None:
+        status, message = (
+            (429, "another export of this organization is running")
+            if full == "key"
+            else (503, "too many exports are running")
+        )
+        abort(
+            status,
+            message=f"{message}; retry in {EXPORT_RETRY_SECONDS} s",
+            headers={"Retry-After": str(EXPORT_RETRY_SECONDS)},
+        )
+    once = threading.Lock()
+
+    def release() -> None:
+        if once.acquire(blocking=False):
+            EXPORT_SLOTS.release(organization_id)
+
+    return release
 
 
 def count_webhook_signature_failure() -> None:

@@ -11,9 +11,15 @@ import requests
 
 from shared.config import ConfigError, Settings
 from tests.reliability.report import record
-from tests.security.conftest import count_events, real_payload, start_stack, webhook_headers
+from tests.security.conftest import (
+    admin_key,
+    count_events,
+    real_payload,
+    start_stack,
+    webhook_headers,
+)
 
-API_LIMIT, SIGN_IN_LIMIT, FAILURE_LIMIT = 5, 4, 3
+API_LIMIT, SIGN_IN_LIMIT, FAILURE_LIMIT, EXPORT_LIMIT = 5, 4, 3, 2
 
 
 @pytest.fixture(scope="module")
@@ -25,9 +31,10 @@ def limited(database_factory, tmp_path_factory, fake_github_server):
         RATE_LIMIT_API=f"{API_LIMIT} per hour",
         RATE_LIMIT_SIGN_IN=f"{SIGN_IN_LIMIT} per hour",
         RATE_LIMIT_WEBHOOK_FAILURES=f"{FAILURE_LIMIT} per hour",
+        RATE_LIMIT_EXPORTS=f"{EXPORT_LIMIT} per hour",
     )
     try:
-        for name in ("accounts", "activity"):
+        for name in ("accounts", "activity", "metrics"):
             stack.start(name)
         yield stack
     finally:
@@ -95,6 +102,36 @@ def test_webhook_signature_failures_are_limited_but_valid_deliveries_never(limit
     )
 
 
+def test_exports_are_limited_per_api_key_apart_from_the_api(limited):
+    """Item 17.8: CSV exports, of every CSV route, spend a smaller budget of their own
+    (RATE_LIMIT_EXPORTS) on top of the API's; JSON answers of the same routes do not."""
+    metrics = limited.url("metrics") + "/api/v1/orgs/techcorp"
+    first, other = admin_key(limited), admin_key(limited)  # each its own budgets
+
+    def get(key, path, **params):
+        return requests.get(
+            metrics + path, params=params, headers={"Authorization": f"Bearer {key}"}, timeout=30
+        )
+
+    exports = [get(first, "/metrics/dora", format="csv"), get(first, "/ai-reviews", format="csv")]
+    assert [r.status_code for r in exports] == [200] * EXPORT_LIMIT
+    assert all(r.headers["Content-Type"].startswith("text/csv") for r in exports)
+    refused = get(first, "/metrics/developers", format="csv")
+    assert_throttled(refused)
+    assert "export" in refused.json()["message"]
+    # The same key still reads JSON (its API budget is apart), another key still exports.
+    assert get(first, "/metrics/developers").status_code == 200
+    assert get(other, "/metrics/team", format="csv").status_code == 200
+    record(
+        "17.8 CSV exports",
+        "exports counted per API key against RATE_LIMIT_EXPORTS: 429 with Retry-After past "
+        "it, JSON of the same key and other keys' exports unaffected",
+        passed=True,
+        load=EXPORT_LIMIT + 3,
+        bad_inputs=1,
+    )
+
+
 def test_limits_are_settings_and_malformed_ones_are_refused():
     settings = Settings.from_env({"RATE_LIMIT_API": "10/second", "RATE_LIMIT_ENABLED": "false"})
     assert settings.rate_limit_api == "10/second" and settings.rate_limit_enabled is False
@@ -102,3 +139,6 @@ def test_limits_are_settings_and_malformed_ones_are_refused():
     assert defaults.rate_limit_storage_uri == "memory://" and defaults.rate_limit_enabled
     with pytest.raises(ConfigError, match="RATE_LIMIT_SIGN_IN"):
         Settings.from_env({"RATE_LIMIT_SIGN_IN": "lots"})
+    assert defaults.rate_limit_exports == "10 per minute"
+    with pytest.raises(ConfigError, match="RATE_LIMIT_EXPORTS"):
+        Settings.from_env({"RATE_LIMIT_EXPORTS": "many"})

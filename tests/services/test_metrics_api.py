@@ -9,10 +9,13 @@ import csv
 import datetime as dt
 import io
 import json
+import time
 
 import pytest
 import requests
 
+from services.metrics.csv import MAX_ROWS, columns_of
+from services.metrics.schemas import TeamMetricSchema
 from shared.models import (
     Commit,
     DeveloperMetric,
@@ -28,6 +31,8 @@ from shared.models import (
     User,
     UserOrganization,
 )
+from shared.sql import insert_rows
+from tests.conftest import BACKEND
 from tests.helpers import bound_to
 from tests.services.test_auth import new_key
 
@@ -198,19 +203,28 @@ def test_team_rollup_by_week(stack, data):
 
 
 def test_developers_and_repositories(stack, data):
-    people = get(stack, data["reader"], "/developers", granularity="week", **RANGE).json()
+    # An ADMIN sees every repository: the sums of the stored daily rows.
+    people = get(stack, data["admin"], "/developers", granularity="week", **RANGE).json()
     assert [(p["period_start"], p["user"]["login"], p["commits"]) for p in people] == [
         ("2026-03-04", "erin-metrics", 3),
         ("2026-03-04", "frank-metrics", 7),
         ("2026-03-09", "erin-metrics", 5),
     ]
     assert people[0]["cycle_time_median_s"] == 7200.0
-    erin = get(stack, data["reader"], "/developers", user="ERIN-metrics", **RANGE).json()
+    erin = get(stack, data["admin"], "/developers", user="ERIN-metrics", **RANGE).json()
     assert [(p["period_start"], p["user"]["id"], p["prs_merged"]) for p in erin] == [
         ("2026-03-04", data["erin"], 0),
         ("2026-03-05", data["erin"], 2),
         ("2026-03-10", data["erin"], 0),
     ]
+    # Below ADMIN, with a RESTRICTED repository in the organization, the figures are
+    # counted from the other repositories' activity: erin's commit and merged pull requests
+    # in api (the hand-built daily rows have no activity behind them).
+    visible = get(stack, data["reader"], "/developers", granularity="week", **RANGE).json()
+    assert [
+        (p["period_start"], p["user"]["login"], p["commits"], p["prs_merged"]) for p in visible
+    ] == [("2026-03-04", "erin-metrics", 1, 2)]
+    assert visible[0]["cycle_time_median_s"] == 7200.0
 
     repos = get(stack, data["reader"], "/repositories", granularity="month", **RANGE).json()
     assert [(r["repository"]["full_name"], r["commits"]) for r in repos] == [(f"{ORG}/api", 27)]
@@ -259,7 +273,7 @@ def test_dora_and_cycle_time(stack, data):
 
 
 def test_csv_export(stack, data):
-    by_param = get(stack, data["reader"], "/developers", format="csv", granularity="week", **RANGE)
+    by_param = get(stack, data["admin"], "/developers", format="csv", granularity="week", **RANGE)
     rows = rows_of(by_param)
     assert by_param.headers["Content-Disposition"] == (
         f'attachment; filename="{ORG}-developers-2026-03-04-2026-03-18.csv"'
@@ -363,3 +377,89 @@ def test_seeded_rollup_agrees_with_the_daily_rows(stack):
     assert weeks[1]["commits"] == sum(d["commits"] for d in daily)
     assert weeks[1]["prs_opened"] == sum(d["prs_opened"] for d in daily)
     assert weeks[1]["active_developers"] == 3  # alice, bob and charlie committed
+
+
+CAPPED = "metrics-export-cap"
+CAP_FIRST_DAY = dt.date(1900, 1, 1)
+
+
+@pytest.fixture(scope="module")
+def capped(stack):
+    """An organization with one daily row more than an export may hold (MAX_ROWS + 1 days
+    from 1900 on); its key."""
+    with bound_to(stack.database_url):
+        org = Organization.create(name="Export cap", slug=CAPPED, plan="PRO")
+        insert_rows(
+            TeamMetric,
+            [
+                {
+                    "organization": org.id,
+                    "date": CAP_FIRST_DAY + dt.timedelta(days=n),
+                    "commits": n % 7,
+                    "cycle_time_median_s": n / 4,
+                }
+                for n in range(MAX_ROWS + 1)
+            ],
+        )
+    return new_key(stack, CAPPED, "metrics:read")
+
+
+def test_an_export_past_the_cap_is_a_422_naming_it_and_a_narrower_one_streams(stack, capped):
+    over = get(stack, capped, "/daily", org=CAPPED, format="csv")
+    assert over.status_code == 422, over.text
+    body = over.json()
+    assert str(MAX_ROWS) in body["message"] and str(MAX_ROWS + 1) in body["message"]
+    assert "from" in body["errors"]["query"]
+    # JSON pages are not exports: the same list is there, a page at a time.
+    page = get(stack, capped, "/daily", org=CAPPED, page=2, page_size=3)
+    assert json.loads(page.headers["X-Pagination"])["total"] == MAX_ROWS + 1
+    assert [d["date"] for d in page.json()] == ["1900-01-04", "1900-01-05", "1900-01-06"]
+
+    # Narrowed: streamed in chunks (no Content-Length), the same rows and values as JSON.
+    narrowed = {"from": "1900-01-01", "to": "1902-09-27"}  # 1,000 days
+    exported = get(stack, capped, "/daily", org=CAPPED, format="csv", **narrowed)
+    assert "Content-Length" not in exported.headers
+    assert exported.headers["Transfer-Encoding"] == "chunked"
+    rows = rows_of(exported)
+    assert len(rows) == 1000 and list(rows[0]) == columns_of(TeamMetricSchema())
+    as_json = []
+    for n in range(1, 11):
+        pages = {"page": n, "page_size": 100, **narrowed}
+        as_json += get(stack, capped, "/daily", org=CAPPED, **pages).json()
+    assert [(r["date"], r["commits"], r["cycle_time_median_s"]) for r in rows] == [
+        (d["date"], str(d["commits"]), repr(d["cycle_time_median_s"])) for d in as_json
+    ]
+
+
+def test_a_client_leaving_mid_export_frees_its_slot_and_connection(stack, capped):
+    """The stream's end, or the client going away, gives the export slot (one per
+    organization and process: this stack has one worker) and the database connection back:
+    the organization's next export runs, and no connection is left busy."""
+    url = f"{stack.url('metrics')}/api/v1/orgs/{CAPPED}/metrics/daily"
+    headers = {"Authorization": f"Bearer {capped}"}
+
+    def export(to: str, stream: bool):
+        """The export, once the organization's slot is free (429 until then)."""
+        params = {"format": "csv", "from": "1900-01-01", "to": to}
+        deadline = time.monotonic() + 20
+        while True:
+            response = requests.get(url, params=params, headers=headers, stream=stream, timeout=30)
+            if response.status_code != 429 or time.monotonic() > deadline:
+                return response
+            assert int(response.headers["Retry-After"]) > 0
+            response.close()
+            time.sleep(0.2)
+
+    for _ in range(3):
+        with export("2000-01-01", stream=True) as response:  # 36,525 rows
+            assert response.status_code == 200, response.text
+            assert next(response.iter_content(4096)).startswith(b"date,")
+        # Gone after a few KB: the server finds out at its next write.
+    assert len(rows_of(export("1900-01-10", stream=False))) == 10
+    if BACKEND == "postgresql":  # no stream left a transaction (or a cursor in one) open
+        with bound_to(stack.database_url) as database:
+            held = database.execute_sql(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND state IN ('idle in transaction', 'idle in transaction (aborted)')"
+            ).fetchone()[0]
+        assert held == 0

@@ -420,6 +420,50 @@ def list_reviews(organization, args: dict, *, can_see_restricted: bool):
     return query.order_by(AIReview.created_at.desc(), AIReview.id.desc())
 
 
+class ExportRows:
+    """The reviews of `query` (list_reviews) for a CSV export: counted first (the export's
+    size, checked before anything is sent), then read a chunk at a time, with only the
+    exported columns (no findings or features), never more rows than were counted."""
+
+    CHUNK = 500
+
+    def __init__(self, query):
+        self._query = query
+        self._count = None
+
+    def __len__(self) -> int:
+        if self._count is None:
+            self._count = self._query.count()
+        return self._count
+
+    def __iter__(self):
+        ids = [i for (i,) in self._query.select(AIReview.id).limit(len(self)).tuples()]
+        columns = (
+            AIReview.select(
+                AIReview.id,
+                AIReview.created_at,
+                AIReview.head_sha,
+                AIReview.provider,
+                AIReview.model,
+                AIReview.risk_score,
+                AIReview.risk_level,
+                AIReview.summary,
+                PullRequest.id,
+                PullRequest.number,
+                PullRequest.title,
+                PullRequest.author_login,
+                PullRequest.repository,
+                Repository.id,
+                Repository.full_name,
+            )
+            .join(PullRequest, on=(AIReview.pull_request == PullRequest.id))
+            .join(Repository, on=(PullRequest.repository == Repository.id))
+        )
+        for chunk in pw.chunked(ids, self.CHUNK):
+            rows = {review.id: review for review in columns.where(AIReview.id.in_(chunk))}
+            yield from (rows[i] for i in chunk if i in rows)
+
+
 def reviews_of_pull_request(
     organization, pr_id: int, args: dict | None = None, *, can_see_restricted: bool
 ):

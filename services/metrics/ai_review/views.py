@@ -8,13 +8,11 @@ from flask_smorest import Blueprint
 
 from services.metrics.ai_review import logic
 from services.metrics.ai_review import schemas as s
-from services.metrics.csv import csv_response, wants_csv
+from services.metrics.csv import export, wants_csv
 from services.metrics.schemas import CSV_ALTERNATIVE
 from shared.models import Role
 from shared.web.api import PeeweePage
 from shared.web.auth import require
-
-CSV_MAX_ROWS = 10_000
 
 ai_reviews = Blueprint(
     "ai_reviews",
@@ -30,16 +28,20 @@ def _sees_restricted() -> bool:
 
 
 def csv_or_json(query_of, filename: str):
-    """`?format=csv` or `Accept: text/csv`: every matching row (up to CSV_MAX_ROWS) as CSV
-    instead of the paginated JSON page."""
+    """`?format=csv` or `Accept: text/csv`: every matching row as CSV (streamed; at most
+    the export limit of rows, a 422 past it) instead of the paginated JSON page."""
 
     def decorator(view):
         @wraps(view)
         def wrapper(self, args, **kwargs):
             if wants_csv():
-                query = query_of(args, **kwargs).limit(CSV_MAX_ROWS)
-                rows = s.AIReviewSchema(many=True).dump(list(query))
-                return csv_response(rows, s.CSV_COLUMNS, f"{filename}-{g.org.slug}")
+                return export(
+                    lambda: logic.ExportRows(query_of(args, **kwargs)),
+                    s.AIReviewSchema(many=True),
+                    f"{filename}-{g.org.slug}",
+                    ("from", "to", "repository", "risk_level", "provider"),
+                    columns=s.CSV_COLUMNS,
+                )
             return view(self, args, **kwargs)
 
         return wrapper
