@@ -206,6 +206,9 @@ def fake_github(fake_github_server):
     state.rest_requests.clear()
     state.repositories.clear()
     state.tokens_used.clear()
+    state.app_id, state.app_public_key = "", ""
+    state.installations.clear()
+    state.installation_tokens.clear()
     return state
 
 

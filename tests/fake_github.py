@@ -148,6 +148,12 @@ class FakeGitHub:
     tokens_used: list = field(default_factory=list)  # (path, bearer token) of each request
     # full_name (lowercase) -> (repository object, tokens that can read it, or None: anyone)
     repositories: dict = field(default_factory=dict)
+    # A GitHub App: its id and public key (the JWT's check), where it is installed (full_name
+    # lowercase -> installation id) and the installation tokens it issued (token -> id).
+    app_id: str = ""
+    app_public_key: str = ""
+    installations: dict = field(default_factory=dict)
+    installation_tokens: dict = field(default_factory=dict)
 
     def add_repository(
         self, full_name: str, github_id: int, *, readers=None, private: bool = True
@@ -164,11 +170,26 @@ class FakeGitHub:
         return repo
 
     def can_read(self, full_name: str, token: str | None) -> bool | None:
-        """Whether `token` reads a repository added with `add_repository` (None: not one)."""
+        """Whether `token` reads a repository added with `add_repository` (None: not one):
+        a reader's token, or an installation token of the App installed on it."""
         found = self.repositories.get(full_name.lower())
         if found is None:
             return None
+        installation = self.installation_tokens.get(token)
+        if installation is not None:
+            return self.installations.get(full_name.lower()) == installation
         return found[1] is None or token in found[1]
+
+    def app_claims(self, authorization: str) -> dict | None:
+        """The App JWT's claims when it is signed with the App's key, else None."""
+        import jwt
+
+        token = authorization.removeprefix("Bearer ")
+        try:
+            claims = jwt.decode(token, self.app_public_key, algorithms=["RS256"])
+        except jwt.PyJWTError:
+            return None
+        return claims if str(claims.get("iss")) == self.app_id else None
 
     def add_user(
         self,
@@ -255,6 +276,33 @@ def make_app(state: FakeGitHub) -> Flask:
     def _token():
         auth = request.headers.get("Authorization", "")
         return auth.removeprefix("Bearer ").removeprefix("token ") or None
+
+    # The GitHub App's endpoints (authenticated by its JWT), GitHub's wire format.
+    @app.get("/repos/<owner>/<name>/installation")
+    def repository_installation(owner, name):
+        if state.app_claims(request.headers.get("Authorization", "")) is None:
+            return jsonify(BAD_CREDENTIALS), 401
+        installation = state.installations.get(f"{owner}/{name}".lower())
+        if installation is None:
+            return jsonify(NOT_FOUND), 404
+        account = {**SENDER, "login": owner, "type": "Organization"}
+        return jsonify(
+            {"id": installation, "account": account, "app_id": int(state.app_id),
+             "target_type": "Organization", "permissions": {"metadata": "read",
+             "contents": "read", "pull_requests": "read"}, "repository_selection": "selected"}
+        )  # fmt: skip
+
+    @app.post("/app/installations/<int:installation>/access_tokens")
+    def installation_token(installation):
+        if state.app_claims(request.headers.get("Authorization", "")) is None:
+            return jsonify(BAD_CREDENTIALS), 401
+        if installation not in state.installations.values():
+            return jsonify(NOT_FOUND), 404
+        token = f"ghs_fake{installation}x{len(state.installation_tokens)}"
+        state.installation_tokens[token] = installation
+        expires = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
+        body = {"token": token, "expires_at": expires, "repository_selection": "selected"}
+        return jsonify({**body, "permissions": {"contents": "read"}}), 201
 
     @app.get("/repos/<owner>/<name>")
     def repository(owner, name):

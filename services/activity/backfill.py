@@ -32,14 +32,15 @@ class NoOwnerToken(PermanentFailure):
 
 def _client(repo: Repository, token: str | None, sleep=None) -> tuple[GitHubRest, bool]:
     """A GitHub client for the repository's calls: with `token` when the operator gave one
-    (`GITHUB_TOKEN` on the command line), else with its token owner's, never anyone else's.
-    The flag says whether the owner's token is in use (a refusal then stops its calls)."""
+    (`GITHUB_TOKEN` on the command line), else with the repository's credential (its token
+    owner's, or the GitHub App's), never anyone else's. The flag says whether the owner's
+    own token is in use (a refusal then stops its calls)."""
     if token:
         return GitHubRest(token, sleep=sleep), False
-    owner_token = github_access.repository_token(repo)
-    if owner_token is None:
+    credential = github_access.repository_credential(repo)
+    if credential is None:
         raise NoOwnerToken(f"{repo.full_name}: {github_access.status_of(repo).detail}")
-    return GitHubRest(owner_token, sleep=sleep), True
+    return GitHubRest(credential.token, sleep=sleep), credential.owners
 
 
 @contextmanager

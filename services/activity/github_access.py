@@ -8,8 +8,10 @@
   request files for the AI review) uses the token of its token owner: the person who
   connected it, or who verified it later with their own token (`Repository.connected_by`),
   and only while that person is a member of the repository's organization and GitHub
-  accepts their token. Nobody else's token is ever used in their place: without a usable
-  owner token the calls stop, and the repository's status says "needs_owner_token".
+  accepts their token (with a GitHub App configured and installed on the repository, the
+  App's installation token, under the same condition). Nobody else's token is ever used in
+  their place: without a usable owner token the calls stop, and the repository's status
+  says "needs_owner_token".
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import peewee as pw
 from shared import audit, crypto, jobs
 from shared.database import db
 from shared.errors import BadRequest, Conflict, NotFound
-from shared.github import GitHubRest
+from shared.github import GitHubApp, GitHubRest
 from shared.models import Repository, User, UserOrganization, utcnow
 
 VERIFIED = "verified"
@@ -117,13 +119,31 @@ def _owner(repo: Repository) -> User | None:
     )
 
 
-def repository_token(repo: Repository) -> str | None:
-    """The token owner's GitHub token, or None when the repository needs a new owner token
-    (`status_of` says why). Never another member's token."""
+@dataclass(frozen=True)
+class Credential:
+    token: str
+    owners: bool  # the token owner's own token (a refusal then stops the repository's calls)
+
+
+def repository_credential(repo: Repository) -> Credential | None:
+    """What the repository's GitHub calls authenticate with, or None when it needs a new
+    owner token (`status_of` says why); never another member's token. While the token owner
+    stands: the GitHub App's installation token where an App is configured and installed
+    on the repository (the App's own rate limit and permissions), else the owner's token.
+    The owner's standing gates the App's token too: a person's consent is what lets an
+    organization read a repository; the App is only the credential."""
     owner = _owner(repo)
     if owner is None or not owner.oauth_token_encrypted or repo.github_problem:
         return None
-    return crypto.decrypt(owner.oauth_token_encrypted)
+    installation = GitHubApp().installation_token(repo.full_name)
+    if installation is not None:
+        return Credential(installation, owners=False)
+    return Credential(crypto.decrypt(owner.oauth_token_encrypted), owners=True)
+
+
+def repository_token(repo: Repository) -> str | None:
+    credential = repository_credential(repo)
+    return credential.token if credential else None
 
 
 def person_token(user_id: int | None) -> str | None:

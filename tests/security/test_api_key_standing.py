@@ -24,7 +24,7 @@ ITEM = "17.7 keys follow their creator"
 CACHE_SECONDS = 1  # the security stack's INTROSPECTION_CACHE_SECONDS
 ALL_READS = ["activity:read", "metrics:read", "notifications:read"]
 ADMIN_ROUTES = {"accounts": "/api/v1/orgs/{org}/api-keys", "activity": "/api/v1/orgs/{org}/events"}
-_people = itertools.count(9_917_001)
+_people = itertools.count(9_927_001)  # (9_917_xxx: test_github_tokens, test_repository_identity)
 
 
 def bearer(token: str) -> dict:

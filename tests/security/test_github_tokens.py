@@ -275,3 +275,75 @@ def test_the_token_owner_leaving_stops_the_repositorys_github_calls(secure_stack
         passed=True,
         faults=2,
     )
+
+
+def test_a_github_apps_token_is_used_only_while_the_token_owner_stands(secure_stack, fake_github):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from tests.conftest import run_cli
+    from tests.fake_github import load_rest_data
+    from tests.services.conftest import join
+
+    stack = secure_stack
+    fake_github.rest = load_rest_data()
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    fake_github.app_id = "4217"
+    fake_github.app_public_key = (
+        private.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    app_env = {
+        **stack.env,
+        "GITHUB_APP_ID": "4217",
+        "GITHUB_APP_PRIVATE_KEY": private.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ).decode(),
+    }
+    owner, _ = github_sign_in(stack, fake_github, "founder17d", 9_917_061)
+    connector, connector_token = github_sign_in(stack, fake_github, "connector17d", 9_917_062)
+    org = _new_org(stack, owner, "App 17d")
+    join(stack, org, "ADMIN", inviter=owner, invitee=connector)
+    full_name = "app17d/service"
+    fake_github.add_repository(full_name, 9_917_300, readers=[connector_token])
+    repo = _api(
+        stack,
+        "activity",
+        "post",
+        f"/api/v1/orgs/{org}/repositories",
+        connector,
+        json={"full_name": full_name},
+    ).json()
+    assert repo["status"] == "verified"
+    fake_github.installations[full_name] = 17_300  # the App is installed on it
+    repo_url = f"/api/v1/orgs/{org}/repositories/{repo['id']}"
+
+    def backfill() -> dict:
+        fake_github.tokens_used.clear()
+        _api(stack, "activity", "post", f"{repo_url}/backfill", owner, json={})
+        ran = run_cli("worker", "backfill", "--once", database_url=stack.database_url, env=app_env)
+        assert ran.returncode == 0, ran.stderr
+        return _api(stack, "activity", "get", f"{repo_url}/backfill", owner).json()
+
+    assert backfill()["state"] == "done"
+    reads = [(path, token) for path, token in fake_github.tokens_used if "/pulls" in path]
+    assert reads and all(token.startswith("ghs_fake17300") for _path, token in reads)
+    assert connector_token not in {token for _path, token in fake_github.tokens_used}
+
+    # The token owner leaves: the App's token is not used either.
+    members = _api(stack, "accounts", "get", f"/api/v1/orgs/{org}/members", owner).json()
+    connector_id = next(m["user"]["id"] for m in members if m["user"]["login"] == "connector17d")
+    _api(stack, "accounts", "delete", f"/api/v1/orgs/{org}/members/{connector_id}", owner)
+    progress = backfill()
+    assert progress["state"] == "failed" and "needs a new owner token" in progress["error"]
+    assert fake_github.tokens_used == []
+    record(
+        "17.1 borrowed GitHub tokens",
+        "with a GitHub App configured and installed: the backfill reads with the App's "
+        "installation token, never the owner's; once the token owner leaves, with neither",
+        passed=True,
+        faults=1,
+    )
