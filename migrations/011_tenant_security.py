@@ -30,9 +30,10 @@ UPDATE repositories SET verified_at = connected_at WHERE github_id IS NOT NULL
 
 def migrate(migrator: Migrator, database: pw.Database, *, fake=False):
     """Invitations (membership by consent); a repository's verified GitHub identity and its
-    token owner; the same GitHub repository connectable by several organizations (unique
-    per organization, not globally), and the webhook dedupe per repository. Updates every
-    row of event_deliveries: seconds per million rows."""
+    token owner; the same GitHub repository connectable by several organizations (its id,
+    and those of its pull requests, issues, reviews and deployments, unique per
+    organization, not globally), and the webhook dedupe per repository. Updates every row
+    of event_deliveries and rebuilds four indexes: seconds per million rows."""
 
     migrator.add_fields(
         'repositories',
@@ -71,6 +72,18 @@ def migrate(migrator: Migrator, database: pw.Database, *, fake=False):
 
     migrator.add_index('event_deliveries', 'source', 'hook_id', 'delivery_id', 'repository_id', unique=True)
 
+    # Activity keyed by GitHub's ids holds them once per organization, not once globally:
+    # organizations that connected the same GitHub repository each keep their rows. Only
+    # indexes change (no table rebuild on SQLite, see above).
+    for table in ('pull_requests', 'issues'):
+        migrator.drop_index(table, 'github_id')
+        with migrator.fake():
+            migrator.change_fields(table, github_id=pw.BigIntegerField(null=True))
+
+    for table in ('reviews', 'deployments'):
+        migrator.drop_index(table, 'kind', 'github_id')
+        migrator.add_index(table, 'organization', 'kind', 'github_id', unique=True)
+
     @migrator.create_model
     class Invitation(pw.Model):
         id = pw.AutoField()
@@ -96,10 +109,20 @@ def migrate(migrator: Migrator, database: pw.Database, *, fake=False):
 
 def rollback(migrator: Migrator, database: pw.Database, *, fake=False):
     """Back to 010. Refused while one GitHub repository is connected by two organizations
-    (its id could not be unique again): disconnect and delete one of them first. A GitHub
-    App delivery stored for several organizations keeps one dedupe row."""
+    (its ids, and its pull requests', issues', reviews' and deployments', could not be
+    unique again): delete one of them first. A GitHub App delivery stored for several
+    organizations keeps one dedupe row."""
 
     migrator.remove_model('invitations')
+
+    for table in ('reviews', 'deployments'):
+        migrator.drop_index(table, 'organization', 'kind', 'github_id')
+        migrator.add_index(table, 'kind', 'github_id', unique=True)
+
+    for table in ('pull_requests', 'issues'):
+        with migrator.fake():
+            migrator.change_fields(table, github_id=pw.BigIntegerField(null=True, unique=True))
+        migrator.add_index(table, 'github_id', unique=True)
 
     migrator.sql(
         "DELETE FROM event_deliveries WHERE id NOT IN ("

@@ -122,17 +122,7 @@ def sign_in_with_login_link(
     now = utcnow()
     digest = crypto.token_digest(token)
     with db.atomic():
-        # The conditional UPDATE is the claim: of two concurrent uses only one matches a row.
-        claimed = (
-            LoginLink.update(used_at=now)
-            .where(
-                (LoginLink.token_digest == digest)
-                & LoginLink.used_at.is_null()
-                & (LoginLink.expires_at > now)
-            )
-            .execute()
-        )
-        if claimed != 1:
+        if not _claim_login_link(digest, now):
             raise BadRequest("this sign-in link is unknown, already used or expired")
         user = User.select().join(LoginLink).where(LoginLink.token_digest == digest).get()
         session_token = crypto.new_session_token()
@@ -153,6 +143,21 @@ def sign_in_with_login_link(
     return SignIn(user, session_token, session, False)
 
 
+def _claim_login_link(digest: str, now) -> bool:
+    """Mark the link used, if it is usable: the conditional UPDATE is the claim, so of two
+    concurrent uses (a sign-in, a refusal) only one matches a row; it works once either way."""
+    claimed = (
+        LoginLink.update(used_at=now)
+        .where(
+            (LoginLink.token_digest == digest)
+            & LoginLink.used_at.is_null()
+            & (LoginLink.expires_at > now)
+        )
+        .execute()
+    )
+    return claimed == 1
+
+
 def void_login_link(token: str, reason: str) -> bool:
     """Spend an unused link without signing anyone in, when a request carrying it was
     refused (a `next` that is not ours): its URL may now sit in a log beyond ours (a proxy's),
@@ -161,17 +166,7 @@ def void_login_link(token: str, reason: str) -> bool:
     now = utcnow()
     digest = crypto.token_digest(token)
     with db.atomic():
-        # The conditional UPDATE claims it, as signing in does: used once, either way.
-        claimed = (
-            LoginLink.update(used_at=now)
-            .where(
-                (LoginLink.token_digest == digest)
-                & LoginLink.used_at.is_null()
-                & (LoginLink.expires_at > now)
-            )
-            .execute()
-        )
-        if claimed != 1:
+        if not _claim_login_link(digest, now):
             return False
         link = LoginLink.get(LoginLink.token_digest == digest)
         audit.record(

@@ -125,6 +125,14 @@ class Credential:
     owners: bool  # the token owner's own token (a refusal then stops the repository's calls)
 
 
+def _owner_token(repo: Repository) -> str | None:
+    """The token owner's own GitHub token while they stand, else None."""
+    owner = _owner(repo)
+    if owner is None or not owner.oauth_token_encrypted or repo.github_problem:
+        return None
+    return crypto.decrypt(owner.oauth_token_encrypted)
+
+
 def repository_credential(repo: Repository) -> Credential | None:
     """What the repository's GitHub calls authenticate with, or None when it needs a new
     owner token (`status_of` says why); never another member's token. While the token owner
@@ -132,13 +140,13 @@ def repository_credential(repo: Repository) -> Credential | None:
     on the repository (the App's own rate limit and permissions), else the owner's token.
     The owner's standing gates the App's token too: a person's consent is what lets an
     organization read a repository; the App is only the credential."""
-    owner = _owner(repo)
-    if owner is None or not owner.oauth_token_encrypted or repo.github_problem:
+    token = _owner_token(repo)
+    if token is None:
         return None
     installation = GitHubApp().installation_token(repo.full_name)
     if installation is not None:
         return Credential(installation, owners=False)
-    return Credential(crypto.decrypt(owner.oauth_token_encrypted), owners=True)
+    return Credential(token, owners=True)
 
 
 def repository_token(repo: Repository) -> str | None:
@@ -206,6 +214,22 @@ def apply_identity(repo: Repository, identity: dict, owner_id: int | None) -> No
         repo.connected_by = owner_id
 
 
+def _record_verified(repo: Repository, identity: dict, owner_id: int | None) -> None:
+    """Store a verified identity (and its token owner) on the repository, audited. Conflict
+    when the organization has that GitHub repository under another name already."""
+    with db.atomic():
+        check_identity_free(repo.organization_id, identity["github_id"], repo.id)
+        apply_identity(repo, identity, owner_id)
+        repo.save()
+        audit.record(
+            "repository.verified",
+            organization=repo.organization_id,
+            target_type="repository",
+            target_id=repo.id,
+            metadata={"github_id": repo.github_id, "token_owner": repo.connected_by_id},
+        )
+
+
 def verify_with(repo: Repository, user_id: int) -> Repository:
     """Verify the repository now with this person's own GitHub token, and make them its
     token owner (an ADMIN taking over a repository that needs a new owner token)."""
@@ -214,18 +238,7 @@ def verify_with(repo: Repository, user_id: int) -> Repository:
         raise BadRequest(
             "you have no GitHub token: sign in with GitHub to verify a repository with yours"
         )
-    identity = github_identity(repo.full_name, token)
-    with db.atomic():
-        check_identity_free(repo.organization_id, identity["github_id"], repo.id)
-        apply_identity(repo, identity, user_id)
-        repo.save()
-        audit.record(
-            "repository.verified",
-            organization=repo.organization_id,
-            target_type="repository",
-            target_id=repo.id,
-            metadata={"github_id": repo.github_id, "token_owner": user_id},
-        )
+    _record_verified(repo, github_identity(repo.full_name, token), user_id)
     return repo
 
 
@@ -241,34 +254,20 @@ def queue_verification(repo: Repository) -> None:
 
 
 def run_verification(repo: Repository) -> None:
-    """The background retry: verify with the token owner's token. GitHub unavailable
-    raises (the job is retried with backoff); a token that cannot read it stops for good,
-    recorded on the repository."""
+    """The background retry: verify with the token owner's own token (what proves they can
+    read it). GitHub unavailable raises (the job is retried with backoff); a token that
+    cannot read it stops for good, recorded on the repository."""
     if repo.verified_at is not None or not repo.is_active:
         return
-    token = repository_token(repo)
+    token = _owner_token(repo)
     if token is None:
         return  # nobody's token to ask with: the status says so; an ADMIN verifies it
     try:
-        identity = github_identity(repo.full_name, token, background=True)
+        _record_verified(repo, github_identity(repo.full_name, token, background=True), None)
     except NotFound as exc:
         record_token_refused(repo, exc.message)
-        return
-    with db.atomic():
-        try:
-            check_identity_free(repo.organization_id, identity["github_id"], repo.id)
-        except Conflict as exc:
-            Repository.update(github_problem=exc.message).where(Repository.id == repo.id).execute()
-            return
-        apply_identity(repo, identity, None)
-        repo.save()
-        audit.record(
-            "repository.verified",
-            organization=repo.organization_id,
-            target_type="repository",
-            target_id=repo.id,
-            metadata={"github_id": repo.github_id, "token_owner": repo.connected_by_id},
-        )
+    except Conflict as exc:
+        Repository.update(github_problem=exc.message).where(Repository.id == repo.id).execute()
 
 
 def record_token_refused(repo: Repository, reason: str) -> None:

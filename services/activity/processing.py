@@ -165,14 +165,15 @@ class Batch:
         # (repository id, number) -> row, or None: known absent. Keys not in them are unknown.
         self.pull_requests: dict[tuple[int, int], PullRequest | None] = {}
         self.issues: dict[tuple[int, int], Issue | None] = {}
-        self.deployments: dict[tuple[str, int], Deployment | None] = {}
+        # Keyed as stored: GitHub's ids are unique per organization (see the models).
+        self.deployments: dict[tuple[int, str, int], Deployment | None] = {}
         self.pull_request_updates: dict[int, tuple[PullRequest, dict]] = {}
-        self.reviews: dict[tuple[str, int], dict] = {}
-        self.review_deletions: list[tuple[ReviewKind, int, dt.datetime]] = []
+        self.reviews: dict[tuple[int, str, int], dict] = {}
+        self.review_deletions: list[tuple[int, ReviewKind, int, dt.datetime]] = []
         # (issue id, closed_at) -> (row, known closer): what record_closure would leave.
         self.closures: dict[tuple[int, int, dt.datetime], tuple[dict, bool]] = {}
         # New rows, inserted as the batch ends (no event needs their id before).
-        self.new_deployments: dict[tuple[str, int], Deployment] = {}
+        self.new_deployments: dict[tuple[int, str, int], Deployment] = {}
         self.new_issues: dict[tuple[int, int], Issue] = {}
         # New pull requests get their ids at once (events name them by id), from ids taken
         # off the table's sequence as the batch starts (PostgreSQL; else inserted at once).
@@ -187,7 +188,7 @@ class Batch:
         prs_created = set()  # the pull requests whose events create them when absent
         for event in events:
             payload = event.payload if isinstance(event.payload, dict) else {}
-            repo_id = event.repository_id
+            repo_id, org_id = event.repository_id, event.organization_id
             try:
                 if event.event_type in PULL_REQUEST_EVENTS:
                     prs.add((repo_id, int(payload["pull_request"]["number"])))
@@ -198,14 +199,14 @@ class Batch:
                 elif event.event_type == "issues":
                     issues.add((repo_id, int(payload["issue"]["number"])))
                 elif event.event_type in ("deployment", "deployment_status"):
-                    deployments.add(("DEPLOYMENT", int(payload["deployment"]["id"])))
+                    deployments.add((org_id, "DEPLOYMENT", int(payload["deployment"]["id"])))
                 elif event.event_type == "workflow_run":
-                    deployments.add(("WORKFLOW_RUN", int(payload["workflow_run"]["id"])))
+                    deployments.add((org_id, "WORKFLOW_RUN", int(payload["workflow_run"]["id"])))
             except (KeyError, TypeError, ValueError, AttributeError):
                 continue  # a malformed payload: its handler fails on it (event by event)
-        self.pull_requests = _prefetch(PullRequest, PullRequest.repository, PullRequest.number, prs)
-        self.issues = _prefetch(Issue, Issue.repository, Issue.number, issues)
-        self.deployments = _prefetch(Deployment, Deployment.kind, Deployment.github_id, deployments)
+        self.pull_requests = _prefetch(PullRequest, PULL_REQUEST_KEY, prs)
+        self.issues = _prefetch(Issue, ISSUE_KEY, issues)
+        self.deployments = _prefetch(Deployment, DEPLOYMENT_KEY, deployments)
         absent = len(prs_created - {k for k, row in self.pull_requests.items() if row})
         if absent and is_postgres():
             # As many as may be created, in order: the same ids inserting each would take.
@@ -220,14 +221,14 @@ class Batch:
 
     def insert_deployment(self, row: Deployment) -> None:
         row.id = Deployment.insert(**row.__data__).execute()
-        self.new_deployments.pop((row.kind, row.github_id), None)
+        self.new_deployments.pop((row.organization_id, row.kind, row.github_id), None)
 
     def flush(self):
         insert_rows(Deployment, [d.__data__ for d in self.new_deployments.values()])
         self.new_deployments = {}
         if self.new_issues:
             insert_rows(Issue, [i.__data__ for i in self.new_issues.values()])
-            ids = _prefetch(Issue, Issue.repository, Issue.number, set(self.new_issues))
+            ids = _prefetch(Issue, ISSUE_KEY, set(self.new_issues))
             for key, issue in self.new_issues.items():
                 issue.id = ids[key].id
             self.new_issues = {}
@@ -244,14 +245,12 @@ class Batch:
         insert_rows(
             Review,
             list(self.reviews.values()),
-            conflict_target=(Review.kind, Review.github_id),
+            conflict_target=(Review.organization, Review.kind, Review.github_id),
             preserve=(Review.state, Review.commit_sha),
         )
         self.reviews = {}
-        for kind, github_id, deleted_at in self.review_deletions:
-            Review.update(deleted_at=deleted_at).where(
-                (Review.kind == kind) & (Review.github_id == github_id)
-            ).execute()
+        for organization, kind, github_id, deleted_at in self.review_deletions:
+            _delete_review(organization, kind, github_id, deleted_at)
         self.review_deletions = []
         refresh_review_times_of(list(self.review_times))
         self.review_times = {}
@@ -267,18 +266,21 @@ class Batch:
 PULL_REQUEST_EVENTS = ("pull_request", "pull_request_review", "pull_request_review_comment")
 
 
-def _prefetch(model, first, second, keys: set[tuple]) -> dict:
+# The unique keys a batch finds rows by (shared/models/activity.py).
+PULL_REQUEST_KEY = (PullRequest.repository, PullRequest.number)
+ISSUE_KEY = (Issue.repository, Issue.number)
+DEPLOYMENT_KEY = (Deployment.organization, Deployment.kind, Deployment.github_id)
+
+
+def _prefetch(model, fields: tuple, keys: set[tuple]) -> dict:
+    """The rows of `model` whose `fields` take each key in `keys` (a key the query did not
+    return maps to None: known absent), in one query."""
     found: dict = dict.fromkeys(keys)
     if not keys:
         return found
-    firsts, seconds = {k[0] for k in keys}, {k[1] for k in keys}
-    for row in model.select().where(among(first, firsts) & among(second, seconds)):
-        key = (
-            getattr(row, first.column_name)
-            if first.name != first.column_name
-            else getattr(row, first.name),
-            getattr(row, second.name),
-        )
+    where = [among(field, {key[n] for key in keys}) for n, field in enumerate(fields)]
+    for row in model.select().where(*where):
+        key = tuple(row.__data__[field.name] for field in fields)
         if key in found:
             found[key] = row
     return found
@@ -744,13 +746,13 @@ def _upsert_review(repo, pr_row, kind, github_id, account, submitted_at, state=N
     if batch is not None:
         # One upsert per review when the batch ends: the first delivery's row, with the
         # state and commit of the last (what upserting each in turn leaves).
-        first = batch.reviews.setdefault((str(kind), github_id), row)
+        first = batch.reviews.setdefault((repo.organization_id, str(kind), github_id), row)
         first["state"], first["commit_sha"] = row["state"], row["commit_sha"]
         return
     (
         Review.insert(**row)
         .on_conflict(
-            conflict_target=[Review.kind, Review.github_id],
+            conflict_target=[Review.organization, Review.kind, Review.github_id],
             update={Review.state: row["state"], Review.commit_sha: row["commit_sha"]},
         )
         .execute()
@@ -794,13 +796,19 @@ def _record_comment(event, repo, pr_row, kind: ReviewKind, comment: dict, change
         deleted_at = ts(comment.get("updated_at")) or event.received_at
         batch = _batch.get()
         if batch is not None:
-            batch.review_deletions.append((kind, comment["id"], deleted_at))
+            batch.review_deletions.append((repo.organization_id, kind, comment["id"], deleted_at))
         else:
-            Review.update(deleted_at=deleted_at).where(
-                (Review.kind == kind) & (Review.github_id == comment["id"])
-            ).execute()
+            _delete_review(repo.organization_id, kind, comment["id"], deleted_at)
     review_times_changed(pr_row)
     changes.touch(repo, ts(comment.get("created_at")), pull_request=pr_row)
+
+
+def _delete_review(organization: int, kind, github_id: int, deleted_at) -> None:
+    Review.update(deleted_at=deleted_at).where(
+        (Review.organization == organization)
+        & (Review.kind == kind)
+        & (Review.github_id == github_id)
+    ).execute()
 
 
 def handle_review_comment(event: Event, repo: Repository, payload: dict, changes: Changes):
@@ -941,9 +949,9 @@ def _upsert_deployment(repo: Repository, deployment: dict) -> Deployment:
 
 
 def _stored_deployment(row: dict) -> Deployment:
-    """The deployment keyed (kind, github_id), inserted from `row` if new."""
+    """The deployment keyed (organization, kind, github_id), inserted from `row` if new."""
     batch = _batch.get()
-    key = (row["kind"], row["github_id"])
+    key = (row["organization"], row["kind"], row["github_id"])
     if batch is not None and key in batch.deployments:
         if batch.deployments[key] is None:
             # Known absent: inserted as the batch ends, with the state its statuses leave (a
@@ -952,7 +960,9 @@ def _stored_deployment(row: dict) -> Deployment:
         return batch.deployments[key]
     Deployment.insert(**row).on_conflict_ignore().execute()
     return Deployment.get(
-        (Deployment.kind == row["kind"]) & (Deployment.github_id == row["github_id"])
+        (Deployment.organization == row["organization"])
+        & (Deployment.kind == row["kind"])
+        & (Deployment.github_id == row["github_id"])
     )
 
 

@@ -112,7 +112,8 @@ class PullRequest(BaseModel):
     )
     organization = pw.ForeignKeyField(Organization, on_delete="CASCADE", index=False)
     number = pw.IntegerField()
-    github_id = pw.BigIntegerField(null=True, unique=True)
+    # Not unique: organizations that connected the same GitHub repository each keep theirs.
+    github_id = pw.BigIntegerField(null=True)
     author = pw.ForeignKeyField(
         User, null=True, backref="pull_requests", on_delete="SET NULL", index=False
     )
@@ -202,7 +203,7 @@ class Issue(BaseModel):
     repository = pw.ForeignKeyField(Repository, backref="issues", on_delete="CASCADE", index=False)
     organization = pw.ForeignKeyField(Organization, on_delete="CASCADE", index=False)
     number = pw.IntegerField()
-    github_id = pw.BigIntegerField(null=True, unique=True)
+    github_id = pw.BigIntegerField(null=True)  # per organization, like a pull request's
     author = pw.ForeignKeyField(
         User, null=True, backref="issues", on_delete="SET NULL", index=False
     )
@@ -266,7 +267,8 @@ class Review(BaseModel):
     class Meta:
         table_name = "reviews"
         indexes = (
-            (("kind", "github_id"), True),
+            # GitHub's ids, once per organization (two may connect one GitHub repository).
+            (("organization", "kind", "github_id"), True),
             (("pull_request", "submitted_at"), False),
             (("organization", "submitted_at"), False),
             (("reviewer", "submitted_at"), False),
@@ -294,7 +296,7 @@ class Deployment(BaseModel):
     class Meta:
         table_name = "deployments"
         indexes = (
-            (("kind", "github_id"), True),
+            (("organization", "kind", "github_id"), True),  # once per organization
             (("repository", "environment", "created_at"), False),
             (("organization", "created_at"), False),
             (("organization", "state", "finished_at"), False),

@@ -308,7 +308,7 @@ def test_a_github_apps_token_is_used_only_while_the_token_owner_stands(secure_st
     org = _new_org(stack, owner, "App 17d")
     join(stack, org, "ADMIN", inviter=owner, invitee=connector)
     full_name = "app17d/service"
-    fake_github.add_repository(full_name, 9_917_300, readers=[connector_token])
+    fake_github.add_repository(full_name, 9_917_600, readers=[connector_token])
     repo = _api(
         stack,
         "activity",
@@ -318,7 +318,7 @@ def test_a_github_apps_token_is_used_only_while_the_token_owner_stands(secure_st
         json={"full_name": full_name},
     ).json()
     assert repo["status"] == "verified"
-    fake_github.installations[full_name] = 17_300  # the App is installed on it
+    fake_github.installations[full_name] = 17_600  # the App is installed on it
     repo_url = f"/api/v1/orgs/{org}/repositories/{repo['id']}"
 
     def backfill() -> dict:
@@ -328,9 +328,10 @@ def test_a_github_apps_token_is_used_only_while_the_token_owner_stands(secure_st
         assert ran.returncode == 0, ran.stderr
         return _api(stack, "activity", "get", f"{repo_url}/backfill", owner).json()
 
-    assert backfill()["state"] == "done"
+    progress = backfill()
+    assert progress["state"] == "done", progress
     reads = [(path, token) for path, token in fake_github.tokens_used if "/pulls" in path]
-    assert reads and all(token.startswith("ghs_fake17300") for _path, token in reads)
+    assert reads and all(token.startswith("ghs_fake17600") for _path, token in reads)
     assert connector_token not in {token for _path, token in fake_github.tokens_used}
 
     # The token owner leaves: the App's token is not used either.

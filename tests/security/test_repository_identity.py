@@ -204,8 +204,8 @@ def test_two_organizations_that_can_read_a_repository_both_get_its_app_deliverie
         assert made.status_code == 201 and made.json()["status"] == "verified", made.text
         secrets_[slug] = made.json()["webhook_secret"]
 
-    def deliver(secret, delivery):
-        payload = real_payload("push")
+    def deliver(secret, delivery, event="push", name="payload.json"):
+        payload = real_payload(event, name)
         payload["repository"].update(id=github_id, full_name=full_name, name="library")
         body = json.dumps(payload).encode()
         return requests.post(
@@ -213,7 +213,7 @@ def test_two_organizations_that_can_read_a_repository_both_get_its_app_deliverie
             data=body,
             headers={
                 "Content-Type": "application/json",
-                "X-GitHub-Event": "push",
+                "X-GitHub-Event": event,
                 "X-GitHub-Delivery": delivery,
                 "X-GitHub-Hook-ID": "4242",
                 "X-Hub-Signature-256": sign(body, secret),
@@ -242,10 +242,34 @@ def test_two_organizations_that_can_read_a_repository_both_get_its_app_deliverie
     assert redelivered.status_code == 200 and redelivered.json()["status"] == "duplicate"
     assert deliver(secrets_[a], str(uuid.uuid4())).status_code == 202  # a's own hook: a only
     assert counts() == {a: 2, b: 1}
+    # A pull request and its review, App-signed: each organization keeps its own rows (the
+    # same GitHub ids once per organization).
+    for event, name in (
+        ("pull_request", "opened.payload.json"),
+        ("pull_request_review", "submitted.payload.json"),
+    ):
+        assert deliver(APP_WEBHOOK_SECRET, str(uuid.uuid4()), event, name).status_code == 202
+    processed = stack.cli("worker", "events", "--once")
+    assert processed.returncode == 0, processed.stderr
+    database = connect(stack.database_url)
+    try:
+        rows = database.execute_sql(
+            "SELECT o.slug, (SELECT COUNT(*) FROM pull_requests p WHERE p.repository_id = r.id),"
+            " (SELECT COUNT(*) FROM reviews v JOIN pull_requests p ON p.id = v.pull_request_id"
+            "  WHERE p.repository_id = r.id), (SELECT COUNT(*) FROM events e"
+            "  WHERE e.repository_id = r.id AND e.status <> 'PROCESSED')"
+            " FROM repositories r JOIN organizations o ON o.id = r.organization_id"
+            " WHERE r.github_id = %s",
+            (github_id,),
+        ).fetchall()
+    finally:
+        database.close()
+    assert sorted(rows) == sorted([(a, 1, 1, 0), (b, 1, 1, 0)])
     record(
         "17.2 GitHub-id squatting",
         "two organizations whose connectors can read one repository: an App-signed delivery "
-        "is stored once for each, its redelivery for neither, a hook-signed one for its own",
+        "is stored once for each, its redelivery for neither, a hook-signed one for its own; "
+        "an App-signed pull request and review become each organization's own rows",
         passed=True,
-        load=4,
+        load=6,
     )

@@ -133,8 +133,8 @@ def test_a_row_another_worker_inserted_first_retries_the_batch_not_event_by_even
         if not raced:
             pr = next(iter(batch.new_pull_requests.values()))
             row = {k: v for k, v in pr.__data__.items() if k != "id"}
-            # The same GitHub id, as another worker would have inserted it.
-            PullRequest.insert({**row, "number": pr.number + 10_000}).execute()
+            # The same pull request, as another worker would have inserted it.
+            PullRequest.insert(row).execute()
             raced.append(pr.github_id)
         return original_flush(batch)
 
