@@ -43,6 +43,7 @@ def victim_key(stack) -> str:
             prefix=prefix,
             key_hash=key_hash,
             scopes=["activity:read"],
+            organization_key=True,  # no creating person (as `devmetrics apikey create` makes)
         )
     return plaintext
 
