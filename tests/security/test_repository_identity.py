@@ -11,12 +11,13 @@ it, and App-signed deliveries go to every organization that verified it."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import uuid
 
 import requests
 
-from shared.models import Organization
+from shared.models import Job, Organization, utcnow
 from tests.conftest import connect
 from tests.helpers import bound_to
 from tests.reliability.report import record
@@ -162,15 +163,10 @@ def test_unverified_then_verified_in_the_background(secure_stack, fake_github):
     url = f"/api/v1/orgs/{org}/repositories/{pending.json()['id']}"
     assert _api(stack, "get", url, owner).json()["status"] == "pending_verification"
     fake_github.mode = "ok"
-    database = connect(stack.database_url)
-    try:  # run the retry now rather than after its backoff
-        database.execute_sql(
-            "UPDATE jobs SET run_at = CURRENT_TIMESTAMP - INTERVAL '1 second' "
-            "WHERE dedupe_key = 'verify:' || %s",
-            (str(pending.json()["id"]),),
-        )
-    finally:
-        database.close()
+    with bound_to(stack.database_url):  # run the retry now rather than after its backoff
+        Job.update(run_at=utcnow() - dt.timedelta(seconds=1)).where(
+            Job.dedupe_key == f"verify:{pending.json()['id']}"
+        ).execute()
     assert stack.cli("worker", "backfill", "--once").returncode == 0
     shown = _api(stack, "get", url, owner).json()
     assert (shown["status"], shown["github_id"]) == ("verified", 9_917_400)
@@ -228,7 +224,7 @@ def test_two_organizations_that_can_read_a_repository_both_get_its_app_deliverie
                 database.execute_sql(
                     "SELECT o.slug, COUNT(*) FROM events e JOIN repositories r ON r.id = "
                     "e.repository_id JOIN organizations o ON o.id = r.organization_id "
-                    "WHERE r.github_id = %s GROUP BY o.slug",
+                    f"WHERE r.github_id = {database.param} GROUP BY o.slug",
                     (github_id,),
                 ).fetchall()
             )
@@ -259,7 +255,7 @@ def test_two_organizations_that_can_read_a_repository_both_get_its_app_deliverie
             "  WHERE p.repository_id = r.id), (SELECT COUNT(*) FROM events e"
             "  WHERE e.repository_id = r.id AND e.status <> 'PROCESSED')"
             " FROM repositories r JOIN organizations o ON o.id = r.organization_id"
-            " WHERE r.github_id = %s",
+            f" WHERE r.github_id = {database.param}",
             (github_id,),
         ).fetchall()
     finally:
