@@ -6,6 +6,10 @@ and returns an `Attempt` that the delivery worker turns into a status (sent, ret
 An attempt's error is stored, answered and logged as it is, so `send` masks it first (the
 target as on rule reads, SMTP credentials out: `mask_error`), and a refused private address
 is never named (`PRIVATE_REFUSED`).
+What may recover is retried: a host name that does not resolve (no such name yet, or the
+resolver failing) and an SMTP server not configured yet (`SMTP_MISSING`) are retryable
+attempts, like timeouts and 5xx; a target the service must not call (not HTTPS, a private
+address, a host name that can never exist) fails at once.
 Messages about CONFIDENTIAL or RESTRICTED repositories keep only an allowlist of fields: no
 titles, bodies or file names ever leave the service for them.
 """
@@ -33,6 +37,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import LocationValueError
 
 from shared import masking
 from shared.config import Settings
@@ -48,6 +53,16 @@ USER_AGENT = "DevMetrics-Notifications/1"
 # What a target resolving to (or connecting to) a non-public address is told: never which
 # address, which would map internal names for whoever can create a rule.
 PRIVATE_REFUSED = "refused: private address"
+# The setting that allows http:// and private targets, named wherever an http:// target is
+# refused (at save time and at delivery): which switch a development setup needs. A private
+# address refused at delivery still says only PRIVATE_REFUSED.
+ALLOW_PRIVATE_SETTING = "NOTIFICATIONS_ALLOW_PRIVATE_TARGETS=true"
+HTTPS_ONLY = (
+    f"an https:// URL (http:// is accepted only with {ALLOW_PRIVATE_SETTING}, for development)"
+)
+# An EMAIL rule's deliveries while the operator has not configured SMTP: shown as a warning on
+# the rule, and the error of its attempts (retried: configuring SMTP lets them go out).
+SMTP_MISSING = "SMTP_HOST is not set: e-mails cannot be sent"
 REDACTED_SENSITIVITIES = {Sensitivity.CONFIDENTIAL, Sensitivity.RESTRICTED}
 # What a message about a confidential repository may still say: identifiers, numbers and
 # states, never free text written by people (titles, bodies, commit messages, file names).
@@ -115,7 +130,14 @@ FIELD_ORDER = [
 
 
 class UnsafeTarget(ValueError):
-    """A target the service must not call (not HTTPS, or a private address)."""
+    """A target the service must not or cannot ever call (not HTTPS, a private address, a host
+    name no DNS can hold): the delivery fails at once."""
+
+
+class UnresolvedTarget(Exception):
+    """A target whose host name does not resolve now: no such name (NXDOMAIN) or a resolver
+    failure. Both may recover (a domain registered or renewed, DNS propagating, a resolver
+    outage ending), so the delivery is retried with backoff, then DEAD."""
 
 
 @dataclass
@@ -339,7 +361,8 @@ def _forbidden(address: str) -> bool:
 
 def check_target(url: str, settings: Settings | None = None) -> None:
     """Raise UnsafeTarget unless `url` is HTTPS and its host resolves only to public
-    addresses (NOTIFICATIONS_ALLOW_PRIVATE_TARGETS=true lifts both, for development)."""
+    addresses (NOTIFICATIONS_ALLOW_PRIVATE_TARGETS=true lifts both, for development), and
+    UnresolvedTarget when its host name does not resolve (now)."""
     settings = settings or Settings.from_env()
     parts = urlsplit(url)
     if not parts.hostname:
@@ -349,11 +372,14 @@ def check_target(url: str, settings: Settings | None = None) -> None:
             raise UnsafeTarget("target must be an http(s) URL")
         return
     if parts.scheme != "https":
-        raise UnsafeTarget("target must be an https:// URL")
+        raise UnsafeTarget(f"target must be {HTTPS_ONLY}")
     try:
         infos = socket.getaddrinfo(parts.hostname, parts.port or 443, type=socket.SOCK_STREAM)
+    except UnicodeError:  # an empty or over-long label: no DNS will ever hold it
+        raise UnsafeTarget("target host is not a valid host name") from None
     except socket.gaierror as exc:
-        raise UnsafeTarget(f"target host {parts.hostname} does not resolve: {exc}") from None
+        reason = exc.strerror or str(exc)  # "Name or service not known", "Temporary failure..."
+        raise UnresolvedTarget(f"target host {parts.hostname} does not resolve: {reason}") from None
     if any(_forbidden(sockaddr[0]) for *_, sockaddr in infos):
         raise UnsafeTarget(PRIVATE_REFUSED)
 
@@ -423,6 +449,8 @@ def post_json(url: str, body: bytes, headers: dict, settings: Settings) -> Attem
         check_target(url, settings)
     except UnsafeTarget as exc:
         return Attempt(False, error=str(exc))
+    except UnresolvedTarget as exc:
+        return Attempt(False, error=str(exc), retryable=True)
     timeout = settings.notifications_timeout_seconds
     try:
         with _session(settings) as session:
@@ -437,6 +465,12 @@ def post_json(url: str, body: bytes, headers: dict, settings: Settings) -> Attem
         return Attempt(False, error=str(exc))
     except requests.Timeout as exc:
         return Attempt(False, error=f"timed out after {timeout:g}s: {exc}", retryable=True)
+    except (
+        requests.exceptions.InvalidURL,
+        requests.exceptions.InvalidSchema,
+        LocationValueError,  # urllib3's own, on a host name no DNS can hold
+    ) as exc:
+        return Attempt(False, error=f"invalid target: {exc}")  # the same at every attempt
     except requests.RequestException as exc:
         cause = _unsafe_in(exc)
         if cause is not None:
@@ -485,7 +519,9 @@ def _reply(text) -> str:
 
 def send_email(message: EmailMessage, settings: Settings) -> Attempt:
     if not settings.smtp_host:
-        return Attempt(False, error="SMTP_HOST is not configured")
+        # The rule was saved with this as a warning (logic.rule_warnings): the operator may
+        # still configure SMTP, and then the retried deliveries go out.
+        return Attempt(False, error=SMTP_MISSING, retryable=True)
     timeout = settings.notifications_timeout_seconds
     try:
         if settings.smtp_port == 465:  # implicit TLS

@@ -3,9 +3,11 @@
 Each log is leased (shared.jobs.lease: status SENDING, locked_by/locked_until, attempts + 1),
 sent once over its rule's channel, and then recorded: SENT on a 2xx (SMTP accepted); back to
 PENDING with exponential backoff and jitter (or the receiver's Retry-After) on 5xx, 429,
-timeouts and connection errors, until NOTIFICATIONS_MAX_ATTEMPTS, then DEAD; FAILED at once on
-any other answer (a wrong URL is not retried forever). A worker that dies mid-delivery leaves
-its SENDING rows to be leased again once the lease expires; receivers deduplicate on
+timeouts, connection errors, a host name that does not resolve (yet) and SMTP not configured
+(yet), until NOTIFICATIONS_MAX_ATTEMPTS, then DEAD; FAILED at once on any other answer and on
+a target that must or can never be called (not HTTPS, a private address, an impossible host
+name), as a wrong URL is not retried forever. A worker that dies mid-delivery leaves its
+SENDING rows to be leased again once the lease expires; receivers deduplicate on
 `X-DevMetrics-Delivery`, which stays the same across attempts.
 """
 

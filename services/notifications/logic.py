@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 import peewee as pw
 
-from services.notifications import conditions
+from services.notifications import channels, conditions
 from services.notifications.conditions import TRIGGER_FIELDS, TRIGGERS, matches
 from shared import audit, crypto
 from shared.config import Settings
@@ -43,6 +43,9 @@ COOLING_STATUSES = (DeliveryStatus.PENDING, DeliveryStatus.SENDING, DeliveryStat
 RETRYABLE_STATUSES = (DeliveryStatus.FAILED, DeliveryStatus.DEAD)
 MAX_TARGET_LENGTH = 2048
 EMAIL_RE = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
+# One label of a host name as DNS holds it (after IDNA encoding): 1 to 63 letters, digits,
+# hyphens (not at either end) or underscores.
+HOST_LABEL_RE = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$")
 
 # metric.threshold: the daily figures a rule may watch, per scope (TeamMetric and
 # DeveloperMetric columns; durations in seconds, change_failure_rate a fraction 0..1).
@@ -164,6 +167,21 @@ def _looks_private(host: str) -> bool:
     return not ip.is_global
 
 
+def _valid_host(host: str) -> bool:
+    """An IP address or a name DNS could hold. A name that does not resolve today is valid (it
+    may tomorrow: its deliveries are retried); one that never can is refused now."""
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        pass
+    try:
+        name = host.encode("idna").decode("ascii").rstrip(".")
+    except UnicodeError:
+        return False
+    return 0 < len(name) <= 253 and all(HOST_LABEL_RE.match(part) for part in name.split("."))
+
+
 def target_errors(channel: Channel, target, settings: Settings) -> dict[str, list[str]]:
     if not isinstance(target, str) or not target or len(target) > MAX_TARGET_LENGTH:
         return {"target": [f"1 to {MAX_TARGET_LENGTH} characters"]}
@@ -179,12 +197,37 @@ def target_errors(channel: Channel, target, settings: Settings) -> dict[str, lis
         return {"target": ["not a valid URL"]}
     schemes = ("https", "http") if allow_private else ("https",)
     if parts.scheme not in schemes or not host:
-        return {"target": ["an https:// URL"]}
+        return {"target": ["an http:// or https:// URL" if allow_private else channels.HTTPS_ONLY]}
     if parts.username or parts.password:
         return {"target": ["credentials in the URL are not allowed"]}
+    if not _valid_host(host):
+        return {"target": [f"{host!r} is not a valid host name"]}
     if not allow_private and _looks_private(host):
-        return {"target": ["a private, loopback or link-local address is not allowed"]}
+        return {
+            "target": [
+                "a private, loopback or link-local address is not allowed without "
+                f"{channels.ALLOW_PRIVATE_SETTING} (development only)"
+            ]
+        }
     return {}
+
+
+def rule_warnings(rule: NotificationRule, settings: Settings | None = None) -> list[str]:
+    """What to fix before a saved rule's messages go out as it says (shown on rule reads): a
+    setting this deployment lacks (SMTP_HOST for an EMAIL rule), or a target the API refuses
+    under the current settings (a rule saved under others, or written with Studio). The rule
+    is saved and kept all the same: an organization's admin may write rules before the
+    operator configures e-mail, and the deliveries meanwhile are retried (then DEAD, and
+    retryable from the delivery log) rather than refused."""
+    settings = settings or Settings.from_env()
+    found = [
+        f"target: {message}"
+        for messages in target_errors(rule.channel, rule.target, settings).values()
+        for message in messages
+    ]
+    if rule.channel == Channel.EMAIL and not settings.smtp_host:
+        found.append(channels.SMTP_MISSING)
+    return found
 
 
 def _validate(rule_fields: dict, settings: Settings) -> None:

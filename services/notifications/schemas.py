@@ -1,5 +1,6 @@
 import marshmallow as ma
 
+from services.notifications import logic
 from services.notifications.channels import mask_error
 from services.notifications.conditions import TRIGGERS
 from shared.masking import mask_target
@@ -12,6 +13,17 @@ MAX_COOLDOWN_SECONDS = 30 * 24 * 3600
 def _masked(rule) -> str:
     """A URL target shows only its host: a Slack incoming-webhook URL is a credential."""
     return mask_target(rule.target, rule.channel)
+
+
+class RuleWarnings(ma.fields.List):
+    """What to fix before a saved rule's messages go out (logic.rule_warnings): worked out on
+    every read, from this service's settings."""
+
+    def __init__(self, **kwargs):
+        super().__init__(ma.fields.String(), dump_only=True, **kwargs)
+
+    def get_value(self, obj, attr, accessor=None, default=ma.missing):
+        return logic.rule_warnings(obj)
 
 
 class RuleSchema(Schema):
@@ -27,6 +39,13 @@ class RuleSchema(Schema):
     has_secret = ma.fields.Function(lambda rule: bool(rule.secret_encrypted), dump_only=True)
     enabled = ma.fields.Boolean(dump_only=True)
     cooldown_seconds = ma.fields.Integer(dump_only=True)
+    warnings = RuleWarnings(
+        metadata={
+            "description": "what to fix before its messages go out: a setting this "
+            'deployment lacks (["SMTP_HOST is not set: e-mails cannot be sent"]) or a target '
+            "the current settings refuse; empty when none"
+        }
+    )
     created_by_id = ma.fields.Integer(dump_only=True, allow_none=True)
     created_at = ma.fields.DateTime(dump_only=True)
     updated_at = ma.fields.DateTime(dump_only=True)

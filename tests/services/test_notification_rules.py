@@ -44,11 +44,15 @@ class Client:
 @pytest.fixture(scope="module")
 def notifications(stack):
     """Two more notifications processes on the stack's database: one that refuses http and
-    private targets (production), one that allows them (development, loopback receivers)."""
+    private targets (production) and has no SMTP server configured yet, one that allows them
+    (development, loopback receivers) and has one."""
     servers = {}
-    for name, allow in (("strict", "false"), ("permissive", "true")):
+    for name, allow, smtp_host in (
+        ("strict", "false", ""),
+        ("permissive", "true", "smtp.example.com"),
+    ):
         port = free_port()
-        env = {**stack.env, "NOTIFICATIONS_ALLOW_PRIVATE_TARGETS": allow}
+        env = {**stack.env, "NOTIFICATIONS_ALLOW_PRIVATE_TARGETS": allow, "SMTP_HOST": smtp_host}
         servers[name] = (start_service("notifications", port, env, stack.log_dir), port)
     try:
         for _, port in servers.values():
@@ -200,6 +204,9 @@ def test_invalid_rules_are_422_naming_the_problem_at_save_time(stack, notificati
         ),
         (webhook_rule("x", target="http://hooks.example.com/x"), "target", "https://"),
         (webhook_rule("x", target="https://192.168.1.10/x"), "target", "private"),
+        # A name no DNS can hold (an empty label) is refused now; one that merely does not
+        # resolve yet is accepted (its deliveries are retried).
+        (webhook_rule("x", target="https://hooks..example.com/x"), "target", "valid host name"),
         (webhook_rule("x", channel="EMAIL", target="not-an-address"), "target", "e-mail"),
     ]
     for body, field, fragment in cases:
@@ -241,6 +248,63 @@ def test_http_targets_are_accepted_only_where_private_targets_are_allowed(notifi
     created = permissive("post", RULES, json=body)
     assert created.status_code == 201, created.text
     permissive("delete", RULES + f"/{created.json()['id']}")
+
+
+def test_an_http_target_is_refused_naming_the_setting_that_allows_it(notifications, tokens):
+    strict = Client(notifications["strict"], tokens["ADMIN"])
+    for channel, target in (
+        ("WEBHOOK", "http://hooks.example.com/devmetrics"),
+        ("SLACK", "http://hooks.slack.example/services/T0/B0/x"),
+        ("WEBHOOK", "http://127.0.0.1:9/hook"),
+    ):
+        body = webhook_rule("Plain http", channel=channel, target=target)
+        refused = strict("post", RULES, json=body)
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["message"] == "invalid notification rule: target"
+        (message,) = refused.json()["errors"]["target"]
+        assert "https://" in message and "NOTIFICATIONS_ALLOW_PRIVATE_TARGETS=true" in message
+    created = strict("post", RULES, json=webhook_rule("Goes plain"))
+    assert created.status_code == 201, created.text
+    path = RULES + f"/{created.json()['id']}"
+    moved = strict("patch", path, json={"target": "http://hooks.example.com/devmetrics"})
+    assert moved.status_code == 422, moved.text
+    assert "NOTIFICATIONS_ALLOW_PRIVATE_TARGETS=true" in moved.json()["errors"]["target"][0]
+    assert strict("get", path).json()["target"] == "https://hooks.example.com/…"
+    assert "Plain http" not in [rule["name"] for rule in strict("get", RULES).json()]
+    strict("delete", path)
+
+
+SMTP_WARNING = "SMTP_HOST is not set: e-mails cannot be sent"
+
+
+def test_an_email_rule_saved_before_smtp_is_configured_carries_a_warning(notifications, tokens):
+    # Saved, not refused: an organization's admin may write rules before the operator sets
+    # SMTP up (and an API client's provisioning must not depend on it); every read says why
+    # its e-mails cannot go out yet, for as long as that is so.
+    strict = Client(notifications["strict"], tokens["ADMIN"])  # no SMTP_HOST
+    viewer = Client(notifications["strict"], tokens["VIEWER"])
+    configured = Client(notifications["permissive"], tokens["ADMIN"])  # SMTP_HOST set
+    body = webhook_rule("On-call e-mail", channel="EMAIL", target="oncall@techcorp.example")
+    created = strict("post", RULES, json=body)
+    assert created.status_code == 201, created.text
+    assert created.json()["warnings"] == [SMTP_WARNING]
+    rule_id = created.json()["id"]
+    path = RULES + f"/{rule_id}"
+    assert viewer("get", path).json()["warnings"] == [SMTP_WARNING]
+    (listed,) = [rule for rule in viewer("get", RULES).json() if rule["id"] == rule_id]
+    assert listed["warnings"] == [SMTP_WARNING]
+    changed = strict("patch", path, json={"cooldown_seconds": 600})
+    assert changed.status_code == 200 and changed.json()["warnings"] == [SMTP_WARNING]
+    # Where SMTP is configured the same rule has nothing to warn about, as have other channels.
+    assert configured("get", path).json()["warnings"] == []
+    hook = strict("post", RULES, json=webhook_rule("Not e-mail"))
+    assert hook.status_code == 201 and hook.json()["warnings"] == []
+    as_webhook = strict(
+        "patch", path, json={"channel": "WEBHOOK", "target": "https://hooks.example.com/x"}
+    )
+    assert as_webhook.status_code == 200 and as_webhook.json()["warnings"] == []
+    for made in (rule_id, hook.json()["id"]):
+        strict("delete", RULES + f"/{made}")
 
 
 def test_the_test_button_sends_a_signed_sample_and_returns_the_outcome(
