@@ -37,6 +37,12 @@ graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "20"))  # SIG
 keepalive = 5
 max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "0"))
 max_requests_jitter = 50 if max_requests else 0
+# What gunicorn itself refuses, before the app (answered in the services' JSON error shape,
+# see post_worker_init): a request line over 4094 bytes (414), more than 100 headers or a
+# header line over 8190 bytes (431). A reverse proxy in front applies its own limits first.
+limit_request_line = 4094
+limit_request_fields = 100
+limit_request_field_size = 8190
 accesslog = "-"  # stdout
 errorlog = "-"
 access_log_format = (
@@ -107,6 +113,14 @@ logconfig_dict = {
         "gunicorn.access": {"handlers": ["access"], "level": "INFO", "propagate": False},
     },
 }
+
+
+def post_worker_init(worker):
+    # gunicorn's own refusals (over the limits above, unparsable requests) in JSON, like the
+    # app's errors, instead of its HTML page.
+    from shared.web.gunicorn_errors import install
+
+    install(worker.cfg)
 
 
 def child_exit(server, worker):

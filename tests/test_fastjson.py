@@ -120,3 +120,38 @@ def test_random_numbers_decode_alike():
         number = struct.unpack("d", struct.pack("Q", bits))[0]
         if math.isfinite(number):
             assert agrees(f'{{"f": {number!r}, "i": {bits}, "n": -{bits}}}')
+
+
+def test_the_hooks_see_what_they_see_in_json_loads():
+    """`parse_constant` and `parse_float` (the intake refuses NaN, Infinity and numbers past
+    a double with them) are called for the same literals, in the same order, as by
+    json.loads, whichever parser decodes the rest."""
+    texts = [
+        '{"a": NaN}',
+        '{"a": [1, -Infinity, 2.5], "b": Infinity}',
+        '{"size": 1e400}',
+        '{"n": 12345678901234567890123, "x": 0.1}',
+        nested(fastjson.DEEP + 10),
+        nested(20, "-Infinity"),
+        *(path.read_text() for path in sorted(SAMPLES.glob("*/*.json"))[:40]),
+    ]
+    for text in texts:
+        ours, theirs = Recorder(), Recorder()
+        assert same(fastjson.loads(text, **ours.hooks()), json.loads(text, **theirs.hooks()))
+        assert ours.calls == theirs.calls, text[:80]
+
+
+class Recorder:
+    def __init__(self):
+        self.calls = []
+
+    def hooks(self) -> dict:
+        return {"parse_constant": self.constant, "parse_float": self.float}
+
+    def constant(self, name):
+        self.calls.append(("constant", name))
+        return 0
+
+    def float(self, literal):
+        self.calls.append(("float", literal))
+        return 0.0

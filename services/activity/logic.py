@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import hmac
 import json
+import math
 import os
 import secrets
 from dataclasses import dataclass
@@ -12,6 +14,7 @@ from functools import lru_cache
 from urllib.parse import parse_qs
 
 import peewee as pw
+from werkzeug.http import parse_options_header
 
 from services.activity import github_access
 from shared import audit, crypto, fastjson
@@ -19,7 +22,6 @@ from shared.database import db, lock_row, serialized
 from shared.errors import (
     BadRequest,
     Conflict,
-    DomainError,
     NotFound,
     PlanLimitReached,
     Unauthorized,
@@ -295,26 +297,70 @@ def _signature_ok(raw: bytes, header: str, secrets_: list[str]) -> bool:
     return False
 
 
+JSON = "application/json"
+FORM = "application/x-www-form-urlencoded"
+
+
+def media_type(content_type: str) -> tuple[str, dict[str, str]]:
+    """A Content-Type header's media type, lowercased (media types are case-insensitive:
+    `Application/JSON` is `application/json`), and its parameters."""
+    kind, options = parse_options_header(content_type)
+    return kind.lower(), options
+
+
+def _utf8(charset: str) -> bool:
+    try:
+        return codecs.lookup(charset).name == "utf-8"
+    except LookupError:
+        return False
+
+
+def _no_constants(name: str):
+    """json.loads takes `NaN`, `Infinity` and `-Infinity`; JSON has none of them (nor can
+    PostgreSQL's jsonb hold them): refused, naming the value."""
+    raise BadRequest(
+        f"malformed body: {name} is not a JSON value (JSON has no NaN or Infinity)",
+        {"body": [f"{name} is not valid JSON"]},
+    )
+
+
+def _finite(literal: str) -> float:
+    """A JSON number past a double's range (`1e400`) would become infinity: refused."""
+    value = float(literal)
+    if math.isinf(value):
+        shown = literal if len(literal) <= 40 else literal[:37] + "..."
+        raise BadRequest(
+            f"malformed body: the number {shown} is out of range",
+            {"body": [f"{shown} is beyond the range of a double"]},
+        )
+    return value
+
+
 def parse_body(raw: bytes, content_type: str) -> dict:
-    """GitHub sends JSON, or a form with the JSON in `payload`."""
+    """GitHub sends JSON, or a form with the JSON in `payload`, both UTF-8."""
+    kind, options = media_type(content_type)
+    if kind not in (JSON, FORM):
+        raise BadRequest(
+            f"unsupported content type {content_type!r}",
+            {"Content-Type": ["application/json or form-encoded"]},
+        )
+    charset = options.get("charset")
+    if charset is not None and not _utf8(charset):
+        raise BadRequest(
+            f"unsupported charset {charset!r}: deliveries are UTF-8",
+            {"Content-Type": ["charset must be UTF-8"]},
+        )
     try:
         text = raw.decode("utf-8")
-        if content_type.startswith("application/x-www-form-urlencoded"):
+        if kind == FORM:
             fields = parse_qs(text, strict_parsing=True)
             if "payload" not in fields:
                 raise BadRequest(
                     "form-encoded delivery without a payload field", {"payload": ["missing"]}
                 )
             text = fields["payload"][0]
-        elif not content_type.startswith("application/json"):
-            raise BadRequest(
-                f"unsupported content type {content_type!r}",
-                {"Content-Type": ["application/json or form-encoded"]},
-            )
-        payload = fastjson.loads(text)
+        payload = fastjson.loads(text, parse_constant=_no_constants, parse_float=_finite)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        if isinstance(exc, DomainError):
-            raise
         raise BadRequest(f"malformed body: {type(exc).__name__}") from None
     if not isinstance(payload, dict):
         raise BadRequest("the payload must be a JSON object")
@@ -436,6 +482,28 @@ def _recipients(raw: bytes, signature: str, candidates: list) -> list:
     return []
 
 
+def _pong(payload: dict) -> Delivery:
+    return Delivery(200, {"status": "pong", "zen": payload.get("zen")})
+
+
+def _hook_ping(raw: bytes, signature: str, payload: dict) -> Delivery:
+    """A `ping` without a repository: the GitHub App's own hook (`hook.type` "App"), or an
+    organization webhook ("Organization"). Such a hook can be signed with the App's secret
+    only (organization webhooks are not a supported setup: each repository's own hook, or
+    the App, deliver an organization's events), so that secret alone decides: 200 when it
+    signed the ping, else 401 (counted as a signature failure). The answer depends on no
+    tenant's data, so it tells nothing about who uses DevMetrics."""
+    app_secret = _app_secret()
+    if app_secret and _signature_ok(raw, signature, [app_secret]):
+        return _pong(payload)
+    raise Unauthorized(
+        "signature does not match: a ping without a repository (a GitHub App or "
+        "organization hook) is accepted signed with the GitHub App's webhook secret only; "
+        "organization webhooks are not supported (add the webhook to each repository, or "
+        "install the GitHub App)"
+    )
+
+
 def _refuse_unrouted(raw: bytes, signature: str, payload: dict) -> None:
     """No verified repository takes the delivery: say why (after checking the signature,
     so the answer reveals nothing to someone who cannot sign for the repository)."""
@@ -463,6 +531,8 @@ def receive_webhook(raw: bytes, headers) -> Delivery:
             {"headers": ["X-GitHub-Event and X-GitHub-Delivery are required"]},
         )
     payload = parse_body(raw, headers.get("Content-Type", ""))
+    if event_type == "ping" and not isinstance(payload.get("repository"), dict):
+        return _hook_ping(raw, signature, payload)
     hook_id = (headers.get("X-GitHub-Hook-ID") or "")[:32]
     action = payload.get("action") if isinstance(payload.get("action"), str) else None
     event = {
@@ -478,7 +548,7 @@ def receive_webhook(raw: bytes, headers) -> Delivery:
 
     # A JSON body goes to PostgreSQL as sent (jsonb parses it; no second serialization), unless
     # parse_body had to replace a NUL in it; a form-encoded one is serialized.
-    as_sent = headers.get("Content-Type", "").startswith("application/json")
+    as_sent = media_type(headers.get("Content-Type", ""))[0] == JSON
     payload_text = raw.decode() if as_sent and b"\\u0000" not in raw else json.dumps(payload)
     github_id = _github_id_of(payload)
     known = _known_repositories.get(github_id) if event_type != "ping" else None
@@ -500,7 +570,7 @@ def receive_webhook(raw: bytes, headers) -> Delivery:
         if not recipients:
             raise Unauthorized("signature does not match this repository's webhook secret")
         if event_type == "ping":
-            return Delivery(200, {"status": "pong", "zen": payload.get("zen")})
+            return _pong(payload)
         results = [
             _store_in_one_statement(_known(repo), event, payload_text) for repo in recipients
         ]
@@ -588,7 +658,7 @@ def _receive_on_sqlite(raw: bytes, signature: str, event: dict) -> Delivery:
     if not recipients:
         raise Unauthorized("signature does not match this repository's webhook secret")
     if event["event_type"] == "ping":
-        return Delivery(200, {"status": "pong", "zen": payload.get("zen")})
+        return _pong(payload)
     results = []
     for repo in recipients:
         try:

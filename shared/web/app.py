@@ -7,11 +7,15 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable
+from typing import IO
 
 import peewee as pw
-from flask import Flask, Response, g, jsonify, request, send_from_directory
+from flask import Flask, Request, Response, g, jsonify, request, send_from_directory
 from swagger_ui_bundle import swagger_ui_path
+from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.http import HTTP_STATUS_CODES
+from werkzeug.utils import cached_property
+from werkzeug.wsgi import LimitedStream
 
 from shared import migrations
 from shared.config import Settings
@@ -38,7 +42,37 @@ log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 25 * 1024 * 1024  # GitHub caps webhook payloads at 25 MB
 
 
+class BoundedStream(LimitedStream):
+    """A body without a Content-Length (chunked), read up to `limit` bytes and refused with
+    a 413 past it. werkzeug's wrapper for such a body stops silently at the limit, unable
+    to tell a body of exactly `limit` bytes from a longer one, so a longer body was read cut
+    short and refused as malformed (400), or even taken: this one reads one byte further
+    to tell."""
+
+    def __init__(self, stream: IO[bytes], limit: int):
+        super().__init__(stream, limit + 1, is_max=True)
+        self.max_length = limit
+
+    def readinto(self, buffer) -> int | None:
+        size = super().readinto(buffer)
+        if self.tell() > self.max_length:
+            raise RequestEntityTooLarge()
+        return size
+
+
+class ServiceRequest(Request):
+    @cached_property
+    def stream(self) -> IO[bytes]:
+        limit = self.max_content_length
+        streamed = self.content_length is None and "wsgi.input_terminated" in self.environ
+        if streamed and limit is not None and not self.shallow:
+            return BoundedStream(self.environ["wsgi.input"], limit)
+        return super().stream
+
+
 class ServiceFlask(Flask):
+    request_class = ServiceRequest
+
     def log_exception(self, exc_info) -> None:
         # Flask's own line, with the path as the logs may show it (no login-link token).
         self.logger.error(

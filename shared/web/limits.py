@@ -17,7 +17,9 @@
   organization (`take_export_slot`), so that streaming exports never hold all of a
   worker's threads (gthread: 4) and other requests, other tenants' first, always find one.
 
-An exceeded limit is a 429 in the usual error shape with `Retry-After` (seconds). Counters
+An exceeded limit is a 429 in the usual error shape with `Retry-After` (seconds); responses
+under the API or sign-in limit carry `X-RateLimit-Limit/-Remaining/-Reset`, and no response
+but a 429 or 503 carries `Retry-After` (`limit_headers`). Counters
 live in memory per process by default (`RATE_LIMIT_STORAGE_URI=memory://`): with several
 gunicorn workers each counts its own share, so the effective limit is up to
 workers x limit; `redis://host:6379` (needs the `redis` package) shares them exactly.
@@ -26,12 +28,14 @@ A storage outage lets requests through rather than failing them (swallow_errors)
 from __future__ import annotations
 
 import hashlib
+import math
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from functools import partial
 
-from flask import Flask, current_app, request
+from flask import Flask, Response, current_app, request
 from flask_limiter import ApplicationLimit, Limiter
 from flask_smorest import abort
 from limits import parse_many
@@ -90,8 +94,9 @@ def install_rate_limits(app: Flask, settings: Settings) -> Limiter:
                 scope="sign-in",
             ),
         ],
-        headers_enabled=True,
-        retry_after="delta-seconds",
+        # Its headers are ours (`limit_headers`): Flask-Limiter's put `Retry-After` on every
+        # response under a limit, 200s included, and overwrote a 503's with its window's.
+        headers_enabled=False,
         strategy="fixed-window",
         storage_uri=settings.rate_limit_storage_uri,
         swallow_errors=True,
@@ -99,6 +104,7 @@ def install_rate_limits(app: Flask, settings: Settings) -> Limiter:
     )
     extensions = app.extensions["devmetrics"]
     extensions["limiter"] = limiter
+    app.after_request(partial(limit_headers, limiter))
     extensions["webhook_failures"] = Budget(
         extensions,
         settings.rate_limit_webhook_failures,
@@ -118,6 +124,31 @@ def install_rate_limits(app: Flask, settings: Settings) -> Limiter:
         whose="",
     )
     return limiter
+
+
+def limit_headers(limiter: Limiter, response: Response) -> Response:
+    """A response under a limit (the public API, sign-in) says where its caller stands:
+    `X-RateLimit-Limit`, `-Remaining` and `-Reset` (epoch seconds). `Retry-After` belongs to
+    refusals only: a 429 of that limit gets it (seconds until the window resets); every
+    other 429 or 503 brings its own, and nothing else has one."""
+    if not limiter.enabled:
+        return response
+    try:
+        current = limiter.current_limit
+        if current is None:
+            return response
+        reset_at = current.reset_at
+        headers = {
+            "X-RateLimit-Limit": str(current.limit.amount),
+            "X-RateLimit-Remaining": str(current.remaining),
+            "X-RateLimit-Reset": str(reset_at),
+        }
+    except Exception:  # storage unreachable: no figures to give (the limit fails open)
+        return response
+    response.headers.update(headers)
+    if response.status_code == 429 and "Retry-After" not in response.headers:
+        response.headers["Retry-After"] = str(max(1, math.ceil(reset_at - time.time())))
+    return response
 
 
 class Budget:

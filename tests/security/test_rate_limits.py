@@ -10,6 +10,7 @@ import pytest
 import requests
 
 from shared.config import ConfigError, Settings
+from tests.helpers import bound_to, free_port
 from tests.reliability.report import record
 from tests.security.conftest import (
     admin_key,
@@ -44,7 +45,7 @@ def limited(database_factory, tmp_path_factory, fake_github_server):
 
 def assert_throttled(response):
     assert response.status_code == 429, response.text
-    body = response.json()
+    body = response.get_json() if hasattr(response, "get_json") else response.json()
     assert set(body) == {"code", "status", "message", "errors"} and body["code"] == 429
     assert int(response.headers["Retry-After"]) > 0
 
@@ -142,3 +143,30 @@ def test_limits_are_settings_and_malformed_ones_are_refused():
     assert defaults.rate_limit_exports == "10 per minute"
     with pytest.raises(ConfigError, match="RATE_LIMIT_EXPORTS"):
         Settings.from_env({"RATE_LIMIT_EXPORTS": "many"})
+
+
+def test_retry_after_is_sent_with_refusals_only(monkeypatch):
+    """Item 18.6: an answer under the API limit says the caller's budget (X-RateLimit-*) and
+    carries no Retry-After; a 503 keeps its own (1 s, not the limit's window); a 429 of the
+    limit says when its window resets."""
+    from services.accounts import create_app
+
+    monkeypatch.setenv("RATE_LIMIT_API", "3 per day")
+    with bound_to(f"postgresql://postgres@127.0.0.1:{free_port()}/down") as database:
+        client = create_app({"TESTING": True, "DATABASE": database}).test_client()
+        anonymous = client.get("/api/v1/me")
+        assert anonymous.status_code == 401
+        assert "Retry-After" not in anonymous.headers
+        assert anonymous.headers["X-RateLimit-Limit"] == "3"
+        assert anonymous.headers["X-RateLimit-Remaining"] == "2"
+        key = {"Authorization": f"Bearer dm_{'a' * 12}_{'b' * 32}"}
+        down = client.get("/api/v1/me", headers=key)  # the key's lookup meets no database
+        assert down.status_code == 503, down.get_json()
+        assert down.headers["Retry-After"] == "1"
+        assert down.headers["X-RateLimit-Limit"] == "3"
+        for _ in range(2):
+            assert client.get("/api/v1/me").status_code == 401
+        over = client.get("/api/v1/me")
+        assert_throttled(over)
+        assert int(over.headers["Retry-After"]) <= 24 * 3600 + 1  # the window's reset
+        assert over.headers["X-RateLimit-Remaining"] == "0"

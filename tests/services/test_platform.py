@@ -89,3 +89,78 @@ def test_errors_are_json_with_code_status_message_errors(stack, service):
     )
     assert not_json.status_code in (400, 422)
     assert set(not_json.json()) == {"code", "status", "message", "errors"}
+
+
+def test_what_gunicorn_refuses_before_the_app_is_json_too(stack, service):
+    """gunicorn answers a request over its limits itself (gunicorn.conf.py): the same JSON
+    error shape as the app's, naming the limit; just within them, the app answers."""
+    url = stack.url(service) + ORG_ROUTES[service].format(org="techcorp")
+    refused = [
+        (requests.get(url, headers={"X-Padding": "a" * 8200}, timeout=5), 431, "8190 bytes"),
+        (
+            requests.get(url, headers={f"X-Extra-{i}": "1" for i in range(101)}, timeout=5),
+            431,
+            "more than 100 request headers",
+        ),
+        (requests.get(f"{stack.url(service)}/{'a' * 4100}", timeout=5), 414, "4094 bytes"),
+    ]
+    for response, status, named in refused:
+        assert response.status_code == status, response.text
+        assert response.headers["Content-Type"] == "application/json"
+        body = response.json()
+        assert set(body) == {"code", "status", "message", "errors"}, body
+        assert body["code"] == status and named in body["message"], body
+    within = requests.get(
+        url,
+        headers={"X-Padding": "a" * 8000, **{f"X-Extra-{i}": "1" for i in range(90)}},
+        timeout=5,
+    )
+    assert within.status_code == 401 and "X-Request-ID" in within.headers  # the app's answer
+
+
+def test_retry_after_is_on_refusals_only(stack, service):
+    """`Retry-After` tells a refused caller when to come back: never on a 200 or another
+    answer; the public API's answers say the caller's budget (X-RateLimit-*)."""
+    url = stack.url(service) + ORG_ROUTES[service].format(org="techcorp")
+    key = {"Authorization": f"Bearer {stack.keys['CI pipeline']}"}
+    api = [requests.get(url, headers=key, timeout=5), requests.get(url, timeout=5)]
+    others = [requests.get(stack.url(service) + "/healthz", timeout=5)]
+    if service == "activity":  # activity:read
+        api.append(requests.get(url, headers=key, params={"page_size": 1}, timeout=5))
+        assert api[-1].status_code == 200
+    for response in api + others:
+        assert response.status_code not in (429, 503), response.text
+        assert "Retry-After" not in response.headers, (response.status_code, response.url)
+    for response in api:
+        assert response.headers["X-RateLimit-Limit"] == "1000000"
+        assert 0 <= int(response.headers["X-RateLimit-Remaining"]) < 1000000
+        assert int(response.headers["X-RateLimit-Reset"]) > 0
+
+
+def test_a_chunked_body_past_25_mb_is_a_413(stack, service):
+    """A body sent chunked (no Content-Length: gunicorn decodes it) is held to the same 25 MB
+    as any other: a 413 in the JSON error shape, not a 400 for a body cut short."""
+    path = "/webhooks/github" if service == "activity" else "/internal/v1/messages"
+    megabyte = b" " * (1024 * 1024)
+
+    def chunks():
+        yield b'{"zen": "x"}'
+        for _ in range(25):
+            yield megabyte
+
+    response = requests.post(
+        stack.url(service) + path,
+        data=chunks(),  # a generator: requests sends it chunked
+        headers={
+            "Content-Type": "application/json",
+            "Authorization": f"Bearer {INTERNAL_TOKEN}",
+            "X-GitHub-Event": "ping",
+            "X-GitHub-Delivery": "chunked-413",
+            "X-Hub-Signature-256": "sha256=" + "0" * 64,
+        },
+        timeout=60,
+    )
+    assert response.status_code == 413, response.text
+    assert response.request.headers["Transfer-Encoding"] == "chunked"
+    body = response.json()
+    assert set(body) == {"code", "status", "message", "errors"} and body["code"] == 413

@@ -3,11 +3,15 @@ exactly what the Flask view answers: each case goes through an app with the fast
 through one without it (WEBHOOK_FAST_PATH=False), on the same database, and the status,
 body and headers must match (request ids and event ids aside, which differ by nature)."""
 
+import io
 import json
 import uuid
+from urllib.parse import quote_plus
 
 import peewee as pw
 import pytest
+from werkzeug.test import EnvironBuilder
+from werkzeug.wrappers import Request
 
 from services.activity import logic
 from services.activity.webhook_wsgi import WebhookFastPath
@@ -22,7 +26,8 @@ PUSH = (SAMPLES / "push" / "payload.json").read_bytes()
 PING = (SAMPLES / "ping" / "payload.json").read_bytes()
 GITHUB_ID = json.loads(PUSH)["repository"]["id"]
 FAILURE_BUDGET = 2
-MAX_BODY = max(len(PUSH), len(PING)) + 100  # MAX_CONTENT_LENGTH of both apps
+FORM_PING = b"payload=" + quote_plus(PING).encode()  # GitHub's form-encoded ping
+MAX_BODY = max(len(PUSH), len(FORM_PING)) + 100  # MAX_CONTENT_LENGTH of both apps
 
 
 @pytest.fixture
@@ -200,3 +205,179 @@ def test_the_connection_goes_back_to_the_pool_after_each_delivery(migrated_datab
     assert post(client, unknown).status_code == 404  # after a repository lookup
     assert migrated_database.is_closed()
     assert not getattr(migrated_database, "_in_use", {})  # PostgreSQL: none checked out
+
+
+# Issue 18, items 3 and 6: every answer of the intake, exact, and alike on both paths. -----
+
+APP_SECRET = "the-github-apps-secret"  # GITHUB_WEBHOOK_SECRET, where a case sets it
+APP_PING = (SAMPLES / "ping" / "with-app_id.payload.json").read_bytes()
+ORGANIZATION = json.loads((SAMPLES / "organization" / "member_added.payload.json").read_bytes())[
+    "organization"
+]
+
+
+def ping_of(level: str) -> tuple[bytes, dict]:
+    """The ping GitHub sends to a new hook of each level, and the headers it sends with it:
+    a repository's hook (the sample), an organization's and a GitHub App's own hook, which
+    carry no `repository` (the organization hook's shape is octokit/webhooks'
+    ping/with-organization.payload.json; the App's is GitHub's with its `app_id`)."""
+    repository_id = json.loads(PING)["repository"]["id"]
+    if level == "Repository":
+        return PING, {
+            "X-GitHub-Hook-Installation-Target-Type": "repository",
+            "X-GitHub-Hook-Installation-Target-ID": str(repository_id),
+        }
+    ping = json.loads(APP_PING if level == "App" else PING)
+    del ping["repository"]
+    hook = ping["hook"]
+    del hook["test_url"], hook["last_response"]
+    if level == "Organization":
+        hook_id = 266738161
+        hooks = f"https://api.github.com/orgs/{ORGANIZATION['login']}/hooks/{hook_id}"
+        hook.update(type="Organization", id=hook_id, url=hooks, ping_url=f"{hooks}/pings")
+        hook["deliveries_url"] = f"{hooks}/deliveries"
+        ping.update(hook_id=hook_id, organization=ORGANIZATION)
+        target = ("organization", ORGANIZATION["id"])
+    else:  # the App's hook, created with the App: no repository, no organization
+        hook.update(type="App", deliveries_url="https://api.github.com/app/hook/deliveries")
+        del hook["url"], hook["ping_url"]
+        target = ("integration", hook["app_id"])
+    headers = {
+        "X-GitHub-Hook-ID": str(ping["hook_id"]),
+        "X-GitHub-Hook-Installation-Target-Type": target[0],
+        "X-GitHub-Hook-Installation-Target-ID": str(target[1]),
+    }
+    return json.dumps(ping, indent=2).encode(), headers
+
+
+PING_CASES = {  # name: (hook level, signing secret, App secret configured, status)
+    "repository hook, its secret": ("Repository", "fast-secret", True, 200),
+    "repository hook, the App's secret": ("Repository", APP_SECRET, True, 200),
+    "repository hook, a wrong secret": ("Repository", "not-the-secret", True, 401),
+    "organization hook, the App's secret": ("Organization", APP_SECRET, True, 200),
+    "organization hook, a repository's secret": ("Organization", "fast-secret", True, 401),
+    "organization hook, a wrong secret": ("Organization", "not-the-secret", True, 401),
+    "organization hook, no App configured": ("Organization", APP_SECRET, False, 401),
+    "App hook, the App's secret": ("App", APP_SECRET, True, 200),
+    "App hook, a wrong secret": ("App", "not-the-secret", True, 401),
+    "App hook, no App configured": ("App", APP_SECRET, False, 401),
+}
+
+
+@pytest.mark.parametrize("case", list(PING_CASES))
+def test_a_ping_is_answered_at_every_hook_level(apps, monkeypatch, case):
+    level, secret, app_configured, status = PING_CASES[case]
+    if app_configured:
+        monkeypatch.setenv("GITHUB_WEBHOOK_SECRET", APP_SECRET)
+    body, headers = ping_of(level)
+    fast, plain = both(apps, body, event="ping", secret=secret, **headers)
+    assert fast.status_code == status, fast.get_json()
+    assert answer(fast) == answer(plain)
+    if status == 200:
+        assert fast.get_json() == {"status": "pong", "zen": json.loads(body)["zen"]}
+    else:
+        assert set(fast.get_json()) == {"code", "status", "message", "errors"}
+        if level != "Repository":  # says what GitHub's delivery log should tell its admin
+            assert "organization webhooks are not supported" in fast.get_json()["message"]
+    assert Event.select().count() == 0  # a ping is answered, never stored
+
+
+def test_a_wrongly_signed_hook_ping_spends_the_signature_failure_budget(apps, monkeypatch):
+    monkeypatch.setenv("GITHUB_WEBHOOK_SECRET", APP_SECRET)
+    body, headers = ping_of("Organization")
+    for _ in range(FAILURE_BUDGET):
+        refused = both(apps, body, event="ping", secret="x", **headers)
+        assert [r.status_code for r in refused] == [401, 401]
+    throttled = both(apps, body, event="ping", secret="x", **headers)
+    assert [r.status_code for r in throttled] == [429, 429]
+    assert all(int(r.headers["Retry-After"]) >= 1 for r in throttled)
+    # Signed with the App's secret, from the same address: answered.
+    assert {r.status_code for r in both(apps, body, event="ping", secret=APP_SECRET)} == {200}
+
+
+def with_value(sample: bytes, literal: str) -> bytes:
+    """The push sample with the repository's `size` (a number) replaced by `literal`."""
+    assert sample.count(b'"size": 0,') == 1
+    return sample.replace(b'"size": 0,', f'"size": {literal},'.encode())
+
+
+BODY_CASES = {  # name: (request, status, what the message must name)
+    "media type in capitals": (
+        dict(body=PING, event="ping", **{"Content-Type": "Application/JSON; charset=UTF-8"}),
+        200,
+        None,
+    ),
+    "form media type in capitals": (
+        dict(
+            body=FORM_PING,
+            event="ping",
+            **{"Content-Type": "Application/X-WWW-Form-Urlencoded"},
+        ),
+        200,
+        None,
+    ),
+    "a charset other than UTF-8": (
+        dict(body=PUSH, **{"Content-Type": "application/json; charset=ISO-8859-1"}),
+        400,
+        "'ISO-8859-1'",
+    ),
+    "NaN": (dict(body=with_value(PUSH, "NaN")), 400, "NaN"),
+    "Infinity": (dict(body=with_value(PUSH, "Infinity")), 400, "Infinity"),
+    "-Infinity": (dict(body=with_value(PUSH, "-Infinity")), 400, "-Infinity"),
+    "a number past a double": (dict(body=with_value(PUSH, "1e400")), 400, "1e400"),
+}
+
+
+@pytest.mark.parametrize("case", list(BODY_CASES))
+def test_bodies_are_answered_exactly(apps, case):
+    request, status, named = BODY_CASES[case]
+    fast, plain = both(apps, **request)
+    assert fast.status_code == status, fast.get_json()
+    assert answer(fast) == answer(plain)
+    if named is not None:
+        assert named in fast.get_json()["message"]
+        assert "NUL" not in fast.get_json()["message"]
+    assert Event.select().count() == 0
+
+
+@pytest.mark.parametrize("content_type", ["Application/JSON; charset=UTF-8", "APPLICATION/JSON"])
+def test_a_delivery_with_its_media_type_in_capitals_is_stored_as_sent(apps, content_type):
+    for client in apps:
+        accepted = post(client, PUSH, **{"Content-Type": content_type})
+        assert accepted.status_code == 202, accepted.get_json()
+        stored = Event.get_by_id(accepted.get_json()["id"])
+        assert stored.payload == json.loads(PUSH)
+        assert stored.headers["Content-Type"] == content_type
+
+
+def post_chunked(client, body: bytes, secret: str = "fast-secret"):
+    """A delivery sent chunked (no Content-Length), as gunicorn hands it to the app: the
+    body decoded, `wsgi.input_terminated` set."""
+    environ = EnvironBuilder(
+        path="/webhooks/github",
+        method="POST",
+        headers={
+            "X-GitHub-Event": "push",
+            "X-GitHub-Delivery": str(uuid.uuid4()),
+            "X-GitHub-Hook-ID": "99",
+            "Content-Type": "application/json",
+            "X-Hub-Signature-256": sign(body, secret),
+            "Transfer-Encoding": "chunked",
+        },
+        input_stream=io.BytesIO(body),
+    ).get_environ()
+    del environ["CONTENT_LENGTH"]
+    environ["wsgi.input_terminated"] = True
+    return client.open(Request(environ))
+
+
+def test_a_chunked_body_past_the_limit_is_a_413_and_one_at_the_limit_is_taken(apps):
+    fast, plain = apps
+    over = [post_chunked(client, PUSH.ljust(MAX_BODY + 1)) for client in apps]
+    assert [r.status_code for r in over] == [413, 413], over[0].get_json()
+    assert answer(over[0]) == answer(over[1])
+    assert set(over[0].get_json()) == {"code", "status", "message", "errors"}
+    assert Event.select().count() == 0
+    at_limit = [post_chunked(client, PUSH.ljust(MAX_BODY)) for client in apps]
+    assert [r.status_code for r in at_limit] == [202, 202], at_limit[0].get_json()
+    assert answer(at_limit[0], "id", "delivery") == answer(at_limit[1], "id", "delivery")
