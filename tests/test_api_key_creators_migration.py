@@ -68,7 +68,8 @@ def test_013_fills_in_creators_from_the_audit_log(fresh_database_url):
     assert sum(key is not None for _, key in links) == 2
     database.close()
 
-    after = run_cli("db", "migrate", database_url=fresh_database_url)
+    to_013 = ("--to", "013_api_keys_follow_their_creator")  # later migrations are not its
+    after = run_cli("db", "migrate", *to_013, database_url=fresh_database_url)
     assert after.returncode == 0, after.stderr
     database = connect(fresh_database_url)
     assert migrations.applied(database)[-1] == "013_api_keys_follow_their_creator"

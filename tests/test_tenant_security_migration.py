@@ -3,6 +3,7 @@ backend (on SQLite a table rebuild of `repositories` would cascade-delete every 
 references it), repositories that had a GitHub id stay accepted (verified as of their
 connection, no token owner), and each webhook dedupe row names its event's repository."""
 
+from shared import migrations
 from tests.conftest import connect, run_cli
 
 AT = "'2026-01-05 10:00:00'"
@@ -63,9 +64,10 @@ def test_011_keeps_every_row_and_fills_its_new_columns(fresh_database_url):
     ).fetchall()
     assert deliveries == [("d1", 1), ("d2", 0)]
 
-    for _ in range(3):  # 013, 012, then 011 itself: nothing lost on the way back either
+    # The later ones, then 011 itself: nothing lost on the way back either.
+    for name in reversed([n for n in migrations.available() if n >= "011_tenant_security"]):
         rolled = run_cli("db", "rollback", "--yes", database_url=fresh_database_url)
         assert rolled.returncode == 0, rolled.stderr
-    assert "rolled back 011_tenant_security" in rolled.stdout
+        assert f"rolled back {name}" in rolled.stdout
     assert sql(COUNTS).fetchone() == (1, 1, 2, 2)
     database.close()

@@ -219,8 +219,8 @@ class Backfill:
         for items in self.pages("issues", f"{self.path}/issues", params):
             for issue in items:
                 self._advance("issues", issue["updated_at"])
-                if issue.get("pull_request"):
-                    continue  # the issues list includes pull requests
+                # The list includes pull requests: handle_issues tells them apart by the
+                # webhooks' rule (never an issue; their labels and milestone go to the PR).
                 processing.handle_issues(
                     SimpleNamespace(action=None), self.repo, {"issue": issue}, self.changes
                 )

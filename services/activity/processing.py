@@ -194,7 +194,9 @@ class Batch:
                     prs.add((repo_id, int(payload["pull_request"]["number"])))
                     if repo_id in self.repositories:
                         prs_created.add((repo_id, int(payload["pull_request"]["number"])))
-                elif event.event_type == "issue_comment" and payload["issue"].get("pull_request"):
+                elif event.event_type in ("issues", "issue_comment") and is_pull_request(
+                    payload["issue"]
+                ):
                     prs.add((repo_id, int(payload["issue"]["number"])))
                 elif event.event_type == "issues":
                     issues.add((repo_id, int(payload["issue"]["number"])))
@@ -547,103 +549,224 @@ def handle_push(event: Event, repo: Repository, payload: dict, changes: Changes)
         )
 
 
-def _pull_request_fields(repo: Repository, pr: dict) -> dict:
-    author = pr.get("user") or {}
+def _author(pr: dict) -> dict:
+    author = pr["user"] or {}
     user = developer_of(author)
-    revert_of = REVERT_BRANCH.match((pr.get("head") or {}).get("ref") or "")
-    if pr.get("merged_at"):
+    return {
+        "author": user.id if user else None,
+        "author_login": author.get("login"),
+        "author_is_bot": is_bot(author),
+    }
+
+
+def _state(pr: dict) -> dict:
+    if pr["merged_at"]:
         state = PullRequestState.MERGED
-    elif pr.get("state") == "closed":
+    elif pr["state"] == "closed":
         state = PullRequestState.CLOSED
     else:
         state = PullRequestState.OPEN  # a reopened PR's payload may keep its old closed_at
     return {
-        "repository": repo.id,
-        "organization": repo.organization_id,
-        "number": pr["number"],
-        "github_id": pr.get("id"),
-        "author": user.id if user else None,
-        "author_login": author.get("login"),
-        "author_is_bot": is_bot(author),
-        "title": pr.get("title") or "",
-        "body": pr.get("body"),
         "state": state,
-        "draft": bool(pr.get("draft")),
-        "base_ref": (pr.get("base") or {}).get("ref") or "",
-        "head_ref": (pr.get("head") or {}).get("ref") or "",
-        "head_sha": (pr.get("head") or {}).get("sha"),
-        "additions": pr.get("additions") or 0,
-        "deletions": pr.get("deletions") or 0,
-        "changed_files": pr.get("changed_files") or 0,
-        "commits_count": pr.get("commits") or 0,
-        "created_at": ts(pr.get("created_at")),
-        "merged_at": ts(pr.get("merged_at")),
-        "closed_at": ts(pr.get("closed_at")) if state != PullRequestState.OPEN else None,
-        "merge_commit_sha": pr.get("merge_commit_sha"),
-        "reverts_number": int(revert_of.group(1)) if revert_of else None,
-        "updated_at": ts(pr.get("updated_at")) or ts(pr.get("created_at")),
+        "merged_at": ts(pr["merged_at"]),
+        "closed_at": ts(pr["closed_at"]) if state != PullRequestState.OPEN else None,
     }
+
+
+def _head(pr: dict) -> dict:
+    head = pr["head"] or {}
+    revert_of = REVERT_BRANCH.match(head.get("ref") or "")
+    return {
+        "head_ref": head.get("ref") or "",
+        "head_sha": head.get("sha"),
+        "reverts_number": int(revert_of.group(1)) if revert_of else None,
+    }
+
+
+def _labels(item: dict) -> dict:
+    names = {
+        label["name"]
+        for label in item["labels"] or []
+        if isinstance(label, dict) and isinstance(label.get("name"), str)
+    }
+    return {"labels": sorted(names)}
+
+
+def _milestone(item: dict) -> dict:
+    milestone = item["milestone"] if isinstance(item["milestone"], dict) else {}
+    return {"milestone": milestone.get("title")}
+
+
+# What each key of GitHub's pull-request object sets on the stored row: (the keys it needs,
+# the columns it gives). GitHub sends partial objects: a review's, a review thread's and a
+# review comment's pull request lack additions, deletions, changed_files and commits (a
+# review comment's also lacks draft), the REST list's lacks them too, and the issue of an
+# `issues` or `issue_comment` event about a pull request carries only ISSUE_KEYS of these.
+# A payload sets only the columns of the keys it carries, each only if it is at least as new
+# as the payload that key was last taken from (PullRequest.fields_updated_at).
+PULL_REQUEST_KEYS = {
+    "id": (("id",), lambda pr: {"github_id": pr["id"]}),
+    "user": (("user",), _author),
+    "title": (("title",), lambda pr: {"title": pr["title"] or ""}),
+    "body": (("body",), lambda pr: {"body": pr["body"]}),
+    "state": (("state", "merged_at", "closed_at"), _state),
+    "draft": (("draft",), lambda pr: {"draft": bool(pr["draft"])}),
+    "base": (("base",), lambda pr: {"base_ref": (pr["base"] or {}).get("ref") or ""}),
+    "head": (("head",), _head),
+    "additions": (("additions",), lambda pr: {"additions": pr["additions"] or 0}),
+    "deletions": (("deletions",), lambda pr: {"deletions": pr["deletions"] or 0}),
+    "changed_files": (("changed_files",), lambda pr: {"changed_files": pr["changed_files"] or 0}),
+    "commits": (("commits",), lambda pr: {"commits_count": pr["commits"] or 0}),
+    "created_at": (("created_at",), lambda pr: {"created_at": ts(pr["created_at"])}),
+    "merge_commit_sha": (
+        ("merge_commit_sha",),
+        lambda pr: {"merge_commit_sha": pr["merge_commit_sha"]},
+    ),
+    "labels": (("labels",), _labels),
+    "milestone": (("milestone",), _milestone),
+}
+# What an issue-shaped object about a pull request tells of it (its state, dates and
+# comment count are the pull request's own events' and stored comments' to say).
+ISSUE_KEYS = ("title", "labels", "milestone")
+
+
+def is_pull_request(issue: dict) -> bool:
+    """Whether an issue-shaped object (the issue of an `issues` or `issue_comment` payload,
+    an item of the REST issues list) is a pull request: GitHub marks those with a
+    `pull_request` key. Such an object is never stored as an issue: the one rule of the
+    webhooks and the backfill."""
+    return issue.get("pull_request") is not None
+
+
+def _carried(item: dict, keys) -> dict[str, dict]:
+    """{key: the columns it sets} for the keys of PULL_REQUEST_KEYS in `keys` that `item`
+    carries."""
+    carried = {}
+    for key in keys:
+        needs, columns = PULL_REQUEST_KEYS[key]
+        if all(name in item for name in needs):
+            carried[key] = columns(item)
+    return carried
+
+
+def _fresh_updates(row: PullRequest, carried: dict[str, dict], at: dt.datetime | None) -> dict:
+    """The columns a payload of GitHub time `at` may set on `row`: those of each key it
+    carries that is no newer on the row (a key no payload carried yet: always). With them
+    the row's times: `updated_at` the newest applied, `fields_updated_at` each key's
+    where older (so a newer partial object never makes older full fields look current)."""
+    if at is None:
+        return {}
+    stamps = row.fields_updated_at or {}
+
+    def taken_at(key: str) -> dt.datetime | None:
+        return ts(stamps[key]) if key in stamps else row.updated_at
+
+    fresh = [key for key in carried if (taken_at(key) is None or at >= taken_at(key))]
+    if not fresh:
+        return {}
+    updates = {}
+    for key in fresh:
+        updates.update(carried[key])
+    newest = max(at, row.updated_at) if row.updated_at is not None else at
+    older = {}
+    for key in PULL_REQUEST_KEYS:
+        moment = at if key in fresh else taken_at(key)
+        if moment != newest:
+            older[key] = moment.isoformat() if moment is not None else None
+    updates["updated_at"] = newest
+    updates["fields_updated_at"] = older or None
+    return updates
+
+
+def stored_pull_request(repo: Repository, number: int) -> PullRequest | None:
+    """The pull request's row (in a batch: as its events left it so far)."""
+    batch = _batch.get()
+    key = (repo.id, number)
+    if batch is not None and key in batch.pull_requests:
+        return batch.pull_requests[key]
+    row = PullRequest.get_or_none((PullRequest.repository == repo) & (PullRequest.number == number))
+    if batch is not None and row is not None:
+        batch.pull_requests[key] = row  # later events of the batch see its deferred updates
+    return row
+
+
+def _write(repo: Repository, row: PullRequest, updates: dict, changes: Changes) -> PullRequest:
+    """Apply `updates` to the stored row; the days it counted on are touched (a moved or
+    cleared time changes them)."""
+    if not updates:
+        return row
+    changes.touch(repo, row.created_at, row.merged_at, row.closed_at)
+    batch = _batch.get()
+    if batch is not None:
+        # Written once per pull request when the batch ends; the row in memory is current.
+        for name, value in updates.items():
+            setattr(row, name, value)
+        _, pending = batch.pull_request_updates.setdefault(row.id, (row, {}))
+        pending.update(updates)
+        return row
+    PullRequest.update(updates).where(PullRequest.id == row.id).execute()
+    return PullRequest.get_by_id(row.id)
 
 
 def upsert_pull_request(
     repo: Repository, pr: dict, changes: Changes, *, ready_at=None
 ) -> PullRequest:
-    """Create or update from a payload's pull_request; an older payload never overwrites a
-    newer one, and `ready_at` only ever moves earlier. The days the stored row counted on
-    are touched too: a moved or cleared time changes them."""
-    fields = _pull_request_fields(repo, pr)
+    """Create or update from a payload's pull_request, with the fields it carries (a key
+    it lacks leaves its columns as they are); an older payload never overwrites a newer
+    one, and `ready_at` only ever moves earlier."""
+    carried = _carried(pr, PULL_REQUEST_KEYS)
+    at = ts(pr.get("updated_at")) or ts(pr.get("created_at"))
+    number = pr["number"]
     batch = _batch.get()
-    key = (repo.id, fields["number"])
-    if batch is not None and key in batch.pull_requests:
-        existing = batch.pull_requests[key]
-    else:
-        existing = PullRequest.get_or_none(
-            (PullRequest.repository == repo) & (PullRequest.number == fields["number"])
-        )
-        if batch is not None and existing is not None:
-            # Later events of the batch must see its deferred updates.
-            batch.pull_requests[key] = existing
-    if existing is None and batch is not None:
-        # Known absent: a plain insert (a concurrent writer's row fails the batch's fast path),
-        # as the batch ends when its id could be taken now.
-        fields["ready_at"] = ready_at
-        existing = PullRequest(**fields)
-        if batch.pull_request_ids:
-            existing.id = batch.pull_request_ids.pop()
-            batch.new_pull_requests[key] = existing
-        else:
-            existing.id = PullRequest.insert(**fields).execute()
-        batch.pull_requests[key] = existing
-        return existing
+    key = (repo.id, number)
+    existing = stored_pull_request(repo, number)
     if existing is None:
-        fields["ready_at"] = ready_at
+        fields = {
+            "repository": repo.id,
+            "organization": repo.organization_id,
+            "number": number,
+            "base_ref": "",
+            "head_ref": "",
+            "ready_at": ready_at,
+            "updated_at": at,
+            # What this payload lacks: any later payload that carries it sets it.
+            "fields_updated_at": dict.fromkeys(k for k in PULL_REQUEST_KEYS if k not in carried)
+            or None,
+        }
+        for columns in carried.values():
+            fields.update(columns)
+        if batch is not None:
+            # Known absent: a plain insert (a concurrent writer's row fails the batch's fast
+            # path), as the batch ends when its id could be taken now.
+            existing = PullRequest(**fields)
+            if batch.pull_request_ids:
+                existing.id = batch.pull_request_ids.pop()
+                batch.new_pull_requests[key] = existing
+            else:
+                existing.id = PullRequest.insert(**fields).execute()
+            batch.pull_requests[key] = existing
+            return existing
         PullRequest.insert(**fields).on_conflict_ignore().execute()
         existing = PullRequest.get(
-            (PullRequest.repository == repo) & (PullRequest.number == fields["number"])
+            (PullRequest.repository == repo) & (PullRequest.number == number)
         )
         if existing.ready_at == ready_at:
             return existing
-    updates = {}
-    if fields["updated_at"] and (
-        existing.updated_at is None or fields["updated_at"] >= existing.updated_at
-    ):
-        updates = {
-            k: v for k, v in fields.items() if k not in ("repository", "organization", "number")
-        }
+    updates = _fresh_updates(existing, carried, at)
     if ready_at is not None and (existing.ready_at is None or ready_at < existing.ready_at):
         updates["ready_at"] = ready_at
-    if updates:
-        changes.touch(repo, existing.created_at, existing.merged_at, existing.closed_at)
-        if batch is not None:
-            # Written once per pull request when the batch ends; the row in memory is current.
-            for name, value in updates.items():
-                setattr(existing, name, value)
-            _, pending = batch.pull_request_updates.setdefault(existing.id, (existing, {}))
-            pending.update(updates)
-        else:
-            PullRequest.update(updates).where(PullRequest.id == existing.id).execute()
-            existing = PullRequest.get_by_id(existing.id)
-    return existing
+    return _write(repo, existing, updates, changes)
+
+
+def pull_request_of_issue(repo: Repository, issue: dict, changes: Changes) -> PullRequest | None:
+    """An issue-shaped object about a pull request (is_pull_request) updates what the pull
+    request keeps of it (ISSUE_KEYS), as fresh as it is; never an issue. None when the pull
+    request is not stored (it arrives with its own events, or the backfill)."""
+    row = stored_pull_request(repo, issue["number"])
+    if row is None:
+        return None
+    updates = _fresh_updates(row, _carried(issue, ISSUE_KEYS), ts(issue.get("updated_at")))
+    return _write(repo, row, updates, changes)
 
 
 def review_times_changed(pr: PullRequest) -> None:
@@ -818,15 +941,9 @@ def handle_review_comment(event: Event, repo: Repository, payload: dict, changes
 
 def handle_issue_comment(event: Event, repo: Repository, payload: dict, changes: Changes):
     issue = payload["issue"]
-    if not issue.get("pull_request"):
+    if not is_pull_request(issue):
         return  # a comment on a plain issue: nothing the metrics use
-    batch = _batch.get()
-    if batch is not None and (repo.id, issue["number"]) in batch.pull_requests:
-        pr_row = batch.pull_requests[(repo.id, issue["number"])]
-    else:
-        pr_row = PullRequest.get_or_none(
-            (PullRequest.repository == repo) & (PullRequest.number == issue["number"])
-        )
+    pr_row = pull_request_of_issue(repo, issue, changes)
     if pr_row is None:
         return  # the pull request itself arrives with its own events (or the backfill)
     _record_comment(event, repo, pr_row, ReviewKind.ISSUE_COMMENT, payload["comment"], changes)
@@ -834,6 +951,9 @@ def handle_issue_comment(event: Event, repo: Repository, payload: dict, changes:
 
 def handle_issues(event: Event, repo: Repository, payload: dict, changes: Changes):
     issue = payload["issue"]
+    if is_pull_request(issue):  # e.g. milestoned or labeled on a pull request
+        pull_request_of_issue(repo, issue, changes)
+        return
     author = issue.get("user") or {}
     user = developer_of(author)
     fields = {

@@ -152,6 +152,12 @@ class PullRequestSchema(Schema):
     merged_at = ma.fields.DateTime(allow_none=True)
     closed_at = ma.fields.DateTime(allow_none=True)
     merge_commit_sha = ma.fields.String(allow_none=True)
+    labels = ma.fields.List(
+        ma.fields.String(),
+        allow_none=True,
+        metadata={"description": "Label names; null until GitHub sent them"},
+    )
+    milestone = ma.fields.String(allow_none=True, metadata={"description": "Milestone title"})
 
 
 class ReviewSchema(Schema):

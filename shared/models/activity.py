@@ -142,6 +142,9 @@ class PullRequest(BaseModel):
     merge_commit_sha = pw.CharField(max_length=64, null=True)
     # The number in a `revert-<n>-...` head branch (GitHub's "Revert" button).
     reverts_number = pw.IntegerField(null=True)
+    # Label names and the milestone's title; NULL until a payload carrying them is applied.
+    labels = pw.JSONField(null=True)
+    milestone = pw.TextField(null=True)
     # Derived by the metrics service: first production deployment, and the stages in seconds.
     deployed_at = UTCDateTimeField(null=True)
     coding_s = pw.FloatField(null=True)
@@ -151,6 +154,10 @@ class PullRequest(BaseModel):
     cycle_s = pw.FloatField(null=True)
     # GitHub's updated_at of the newest payload applied: an older one never overwrites.
     updated_at = UTCDateTimeField(default=utcnow)
+    # Fields of GitHub's object older than updated_at: {key: the updated_at of the payload
+    # it was last taken from, or null if none carried it yet}. Partial objects (reviews,
+    # comments, issue-shaped events) lack keys; see processing.PULL_REQUEST_KEYS.
+    fields_updated_at = pw.JSONField(null=True)
 
     class Meta:
         table_name = "pull_requests"

@@ -175,3 +175,39 @@ def test_a_truncated_push_is_completed_from_the_compare_api(github, repo, tx):
     pages = [r for r in github.rest_requests if r[0].startswith("compare/")]
     assert len(pages) == 9  # 2050 commits at 250 a page
     assert Job.select().where(Job.queue == "backfill", Job.status == "PENDING").count() == 0
+
+
+def test_pull_requests_in_the_issues_list_update_them_and_are_never_issues(github, repo, tx):
+    from services.metrics import engine
+    from shared.models import IssueClosure, TeamMetric
+    from tests.services.test_webhooks import SAMPLES
+
+    # GitHub's issues list includes the pull requests, as issue objects with a
+    # `pull_request` key: PR #3 (issues/milestoned's issue, GitHub's own shape), labelled
+    # and milestoned after its last pull request update (2019-05-16T11:00:00Z).
+    pr_issue = json.loads((SAMPLES / "issues/milestoned.payload.json").read_text())["issue"]
+    pr_issue.update(
+        number=3,
+        title="Update the README with new information. #3",
+        updated_at="2019-05-16T12:00:00Z",
+        state="closed",
+        closed_at="2019-05-16T12:00:00Z",
+    )
+    pr_issue["labels"].append({**pr_issue["labels"][0], "id": 7, "name": "docs"})
+    # The recorded issues, less the numbers the recorded pull requests have (one sequence).
+    plain = [i for i in github.rest["issues"] if i["number"] not in (2, 3, 4)]
+    github.rest["issues"] = sorted([*plain, pr_issue], key=lambda i: i["updated_at"])
+    state, _ = run(repo)
+    assert state["state"] == "done"
+
+    assert sorted(i.number for i in Issue.select()) == sorted(i["number"] for i in plain)
+    assert not IssueClosure.select().exists()  # the recorded issues are open
+    pr = PullRequest.get(PullRequest.number == 3)
+    assert (pr.labels, pr.milestone) == (["bug", "docs"], "v1.0")
+    # What the pull request's own object says stays: it is open, on its branch.
+    assert (pr.state, pr.closed_at, pr.head_ref) == ("OPEN", None, "feature-3")
+    # The daily issue counts are the plain issues only (all opened 2017-10-10).
+    engine.recompute_full(repo.organization_id)
+    opened = sum(row.issues_opened for row in TeamMetric.select())
+    closed = sum(row.issues_closed for row in TeamMetric.select())
+    assert (opened, closed) == (len(plain), 0)

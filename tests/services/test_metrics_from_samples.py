@@ -14,7 +14,9 @@ what ends it last (closed, dismissed, deleted). Read that way the samples tell t
                          the three other pushes are tags)
     2019-05-15 15:20:33  PR #2 "Update the README with new information." by Codertocat
                          opened ready from `changes` (pull_request/opened ...)
-    2019-05-15 15:20:33  issue #2 by Codertocat (issues/milestoned, demilestoned), stays open
+    2019-05-15 15:20:35  PR #2 milestoned v1.0, then demilestoned (issues/milestoned,
+                         demilestoned: their issue has a `pull_request` key, html_url .../pull/2;
+                         it is the pull request, never an issue)
     2019-05-15 15:20:37  review comment 284312630 by Codertocat on PR #2: created, edited,
                          then deleted (pull_request_review_comment/*)
     2019-05-15 15:20:38  Codertocat reviews his own PR #2 (pull_request_review/*)
@@ -129,8 +131,7 @@ TEAM = {  # day -> non-zero counters; every other counter of every day is 0
         commits=1,
         # pull_request/*: PR #2, created_at 2019-05-15T15:20:33Z (merged_at null everywhere)
         prs_opened=1,
-        # issues/milestoned, demilestoned: issue #2, created_at 2019-05-15T15:20:33Z
-        issues_opened=1,
+        # not issues_opened: issues/milestoned, demilestoned are about PR #2
         # deployment/payload: environment "production"; deployment_status/payload: state
         # "success", created_at 2019-05-15T15:20:55Z
         deployments=1,
@@ -172,8 +173,8 @@ TEAM_FIGURES = tuple(  # no PR was merged or deployed and there is no incident
 ) + ("lead_time_median_s", "time_to_restore_median_s")
 
 DEVELOPERS = {  # (login, day) -> non-zero counters; nobody else has a row
-    # the commit (author.username Codertocat), PR #2 (user.login), issue #2 (user.login)
-    ("Codertocat", D(2019, 5, 15)): dict(commits=1, prs_opened=1, issues_opened=1),
+    # the commit (author.username Codertocat), PR #2 (user.login)
+    ("Codertocat", D(2019, 5, 15)): dict(commits=1, prs_opened=1),
     # issues/reopened, deleted: issue #1 by Codertocat, created 2021-07-05T18:05:24Z
     ("Codertocat", D(2021, 7, 5)): dict(issues_opened=1),
     # issues/transferred: issue #1 of repository 17273051 by octo-org
@@ -193,9 +194,9 @@ DEVELOPER_COUNTERS = (
 )
 
 REPOSITORIES = {  # github id -> (first day with a row, open issues every day since)
-    # the commit, PR #2, issue #2 and deployment 145988746, all on 2019-05-15; issue #2
-    # stays open, issue #1 (2021) opens and closes within a day
-    HELLO_WORLD: (D(2019, 5, 15), 1),
+    # the commit, PR #2 and deployment 145988746, all on 2019-05-15; issue #1 (2021) opens
+    # and closes within a day (PR #2 is no open issue)
+    HELLO_WORLD: (D(2019, 5, 15), 0),
     # issues/transferred, created 2019-10-25, still open
     OCTO_REPO_OLD: (D(2019, 10, 25), 1),
     # its only activity is the production run of 2020-10-05
@@ -208,7 +209,6 @@ REPOSITORY_DAYS = {  # (github id, day) -> non-zero counters other than open_iss
         contributors=1,  # Codertocat
         prs_opened=1,
         prs_closed=1,  # pull_request/closed: closed_at 15:21:18Z, merged_at null
-        issues_opened=1,
         deployments=1,
     ),
     (HELLO_WORLD, D(2021, 7, 5)): dict(issues_opened=1, issues_closed=1),
@@ -436,6 +436,10 @@ def _assert_hand_computed(org: Organization) -> None:
     assert set(production) == PRODUCTION_DEPLOYMENTS
     (pr,) = PullRequest.select().where(PullRequest.organization == org)
     assert (pr.number, pr.state, pr.draft) == (2, "CLOSED", False)  # pull_request/closed
+    # pull_request/closed (the newest full object): additions, deletions, changed_files and
+    # commits 1, labels ["bug"], milestone null (demilestoned before)
+    assert (pr.additions, pr.deletions, pr.changed_files, pr.commits_count) == (1, 1, 1, 1)
+    assert (pr.labels, pr.milestone) == (["bug"], None)
     # opened ready at created_at; closed at 15:21:18; no review by anyone but its author
     assert (pr.created_at, pr.ready_at, pr.closed_at, pr.merged_at, pr.first_review_at) == (
         utc("2019-05-15 15:20:33"),
