@@ -66,12 +66,26 @@ class GitHub:
         return self._call("GET", f"{self.settings.github_api_url}{path}", headers=headers)
 
     def user_with_email(self, token: str) -> dict:
-        """`/user`, with the primary verified e-mail from `/user/emails` when it is private."""
+        """`/user`, with the primary verified e-mail from `/user/emails` when it is private,
+        and `verified_emails`: every address GitHub lists verified for the account, with the
+        public one (GitHub publishes only a verified address), lowercased. A refusal of
+        `/user/emails` (a token without the `user:email` scope) leaves only the public
+        address; without one it fails the sign-in, as before."""
         user = self.get("/user", token)
-        if not user.get("email"):
+        try:
             emails = self.get("/user/emails", token)
+        except BadRequest:
+            if not user.get("email"):
+                raise
+            emails = []
+        emails = [e for e in emails if isinstance(e, dict) and isinstance(e.get("email"), str)]
+        if not user.get("email"):
             primary = [e for e in emails if e.get("primary") and e.get("verified")]
             user["email"] = primary[0]["email"] if primary else None
+        verified = {e["email"].lower() for e in emails if e.get("verified") is True}
+        if user.get("email"):
+            verified.add(user["email"].lower())
+        user["verified_emails"] = sorted(verified)
         return user
 
     def _call(self, method: str, url: str, **kwargs):

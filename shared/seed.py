@@ -23,6 +23,7 @@ from shared.models import (
     AIReview,
     ApiKey,
     AuditLog,
+    AuthorEmail,
     Commit,
     Deployment,
     Issue,
@@ -34,6 +35,7 @@ from shared.models import (
     Repository,
     Review,
     User,
+    UserEmail,
     UserOrganization,
 )
 
@@ -251,6 +253,16 @@ def _seed_people(report: SeedReport) -> None:
         report,
     )
     users = {u.login: u.id for u in User.select(User.id, User.login)}
+    # Their e-mails, as GitHub listed them verified at sign-in (commits with them are theirs).
+    _insert_ignore(
+        UserEmail,
+        [
+            {"user": users[login], "email": email, "verified": True, "linked": True}
+            | {"created_at": at(0, 0), "updated_at": at(0, 0)}
+            for login, _gid, _name, email in USERS
+        ],
+        report,
+    )
     orgs = {o.slug: o.id for o in Organization.select(Organization.id, Organization.slug)}
     _insert_ignore(
         UserOrganization,
@@ -321,6 +333,28 @@ def _seed_activity(report: SeedReport, users, repos) -> None:
             for i, (repo, author, day, hour, adds, dels, files, branch, message) in enumerate(
                 COMMITS
             )
+        ],
+        report,
+    )
+    # The commits' e-mails, each shown by GitHub with its author's username from the first.
+    paired = {}
+    for repo, author, day, hour, *_ in sorted(COMMITS, key=lambda c: (c[2], c[3])):
+        key = (repos[repo].organization_id, users[author].email)
+        paired.setdefault(key, (author, at(day, hour)))
+    _insert_ignore(
+        AuthorEmail,
+        [
+            {
+                "organization": org_id,
+                "email": email,
+                "github_login": author,
+                "paired_user": users[author],
+                "user": users[author],
+                "first_seen_at": moment,
+                "paired_at": moment,
+                "updated_at": moment,
+            }
+            for (org_id, email), (author, moment) in sorted(paired.items())
         ],
         report,
     )

@@ -200,10 +200,13 @@ class FakeGitHub:
         *,
         email=None,
         private_email: str | None = None,
+        other_emails: dict[str, bool] | None = None,  # address -> verified
     ) -> str:
         token = f"gho_fake{github_id:010d}{len(self.codes)}"
         self.codes[code] = token
         emails = []
+        if email:  # GitHub lists the public address too (verified: only those are shown)
+            emails = [{"email": email, "primary": True, "verified": True, "visibility": "public"}]
         if private_email:
             emails = [
                 {
@@ -219,6 +222,10 @@ class FakeGitHub:
                     "visibility": "private",
                 },
             ]
+        emails += [
+            {"email": address, "primary": False, "verified": verified, "visibility": None}
+            for address, verified in (other_emails or {}).items()
+        ]
         self.users[token] = (github_user(login, github_id, name, email), emails)
         return token
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 
-from services.activity.processing import known_developer, refresh_review_times
+from services.activity import authors
+from services.activity.processing import Changes, known_developer, refresh_review_times
 from shared.models import (
     Commit,
     Deployment,
@@ -62,21 +63,27 @@ class History:
         return changes
 
     def commit(self, sha, author, authored, *, branch="main", pushed=None, email=None, repo=None):
-        user = self.user(author) if author else known_developer(None, email)
-        Commit.create(
-            repository=repo or self.repo,
-            organization=self.org,
-            sha=sha,
-            author=user,
-            author_login=author,
-            author_email=email,
-            author_is_bot=bool(author and author.endswith("[bot]")),
-            authored_at=at(authored),
-            committed_at=at(authored),
-            branch=branch,
-            pushed_at=at(pushed) if pushed else at(authored),
-        )
-        self._touch(at(authored), event_type="push")
+        """A pushed commit; without a username (`author`) it is its e-mail's owner's, and
+        one with both pairs the e-mail (as the events worker attributes them)."""
+        row = {
+            "repository": repo or self.repo,
+            "organization": self.org.id,
+            "sha": sha,
+            "author": self.user(author) if author else None,
+            "author_login": author,
+            "author_email": email.lower() if email else None,
+            "author_is_bot": bool(author and author.endswith("[bot]")),
+            "authored_at": at(authored),
+            "committed_at": at(authored),
+            "branch": branch,
+            "pushed_at": at(pushed) if pushed else at(authored),
+        }
+        changes = Changes()
+        authors.attribute(row["repository"], [row], changes)
+        Commit.create(**row)
+        # Earlier commits the e-mail's new pairing re-attributed: their days too.
+        moved = [dt.datetime.fromisoformat(day) for days in changes.days.values() for day in days]
+        self._touch(at(authored), *moved, event_type="push")
 
     def pr(
         self,

@@ -6,6 +6,8 @@ import datetime as dt
 
 import pytest
 
+from services.activity import authors
+from services.activity.processing import Changes
 from services.metrics import engine
 from shared.models import (
     Commit,
@@ -18,6 +20,7 @@ from shared.models import (
     PullRequestCommit,
     TeamMetric,
     User,
+    UserEmail,
 )
 from tests.metrics_history import History, at
 
@@ -273,8 +276,11 @@ def test_commit_authors_map_by_login_else_by_email(tx):
     assert newcomer.github_id is None and newcomer.last_login_at is None
     assert team(h, "2026-04-01").commits == 3
     assert [(r.user.login, r.commits) for r in DeveloperMetric.select()] == [("newcomer", 1)]
-    # Dana signs up later with that e-mail: her commit is hers from the next recompute on.
-    User.create(login="dana", github_id=4242, email="dana@example.com")
+    # Dana signs up later; GitHub lists that e-mail verified for her (accounts records it and
+    # tells the activity service): her commit is hers from the next recompute on.
+    dana = User.create(login="dana", github_id=4242, email="dana@example.com")
+    UserEmail.create(user=dana, email="dana@example.com", verified=True, linked=True)
+    authors.reconsider(["dana@example.com"], Changes())
     refresh(h)
     rows = {r.user.login: r.commits for r in DeveloperMetric.select().join(User)}
     assert rows == {"newcomer": 1, "dana": 1}

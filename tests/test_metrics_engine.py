@@ -595,7 +595,11 @@ def test_figures_counted_from_activity_equal_the_stored_rows(tx, granularity):
     assert not everything.whole_organization
 
     stored = list(periods.developer_rollup(Scope(org), period, granularity))
-    assert {row["user"]["login"] for row in stored} == {"alice", "bob", "carol", "dave"}
+    assert {row["user"]["login"] for row in stored} == {"alice", "bob", "carol", "dave", "dev"}
+    # c5's e-mail (dev@outside.example) no user owns: an unlinked contributor, by name part.
+    assert {(r["user"]["id"], r["unlinked"]) for r in stored if r["user"]["login"] == "dev"} == {
+        (None, True)
+    }
     assert list(periods.developer_rollup(everything, period, granularity)) == stored
     assert periods.team_rollup(everything, period, granularity) == periods.team_rollup(
         Scope(org), period, granularity

@@ -69,12 +69,13 @@ def test_risk_score_is_checked_by_the_database(seeded):
 def test_every_org_scoped_row_names_its_organization():
     from shared.models import MODELS
 
-    # People, their sessions and sign-in links belong to no single org; events, jobs and
+    # People, their sessions, sign-in links and e-mails belong to no single org; events, jobs and
     # audit entries may exist before (or after) their organization does (and so may the
     # events' delivery dedupe); a pull request's commit list is part of that (org-scoped)
     # pull request.
     unscoped = {
         "users",
+        "user_emails",
         "sessions",
         "login_links",
         "pull_request_commits",

@@ -6,11 +6,12 @@ from __future__ import annotations
 import datetime as dt
 import re
 import secrets
+from collections import defaultdict
 from dataclasses import dataclass
 
 import peewee as pw
 
-from shared import audit, crypto
+from shared import audit, crypto, outbox
 from shared.config import Settings
 from shared.database import db, lock_row, serialized
 from shared.errors import (
@@ -26,6 +27,7 @@ from shared.github import GitHub
 from shared.models import (
     ApiKey,
     AuditLog,
+    AuthorEmail,
     Invitation,
     InvitationStatus,
     LoginLink,
@@ -35,6 +37,7 @@ from shared.models import (
     Role,
     Session,
     User,
+    UserEmail,
     UserOrganization,
     utcnow,
 )
@@ -91,6 +94,7 @@ def sign_in_with_github(
         user.oauth_token_encrypted = crypto.encrypt(access_token, settings)
         user.last_login_at = now
         user.save()
+        emails = record_github_emails(user.id, profile.get("verified_emails") or [])
         if created:
             _create_personal_org(user)
         token = crypto.new_session_token()
@@ -106,7 +110,11 @@ def sign_in_with_github(
             actor_user=user.id,
             target_type="user",
             target_id=user.id,
-            metadata={"new_user": created, "session_id": session.id},
+            metadata={
+                "new_user": created,
+                "session_id": session.id,
+                **({"emails": emails} if emails else {}),
+            },
         )
     return SignIn(user, token, session, created)
 
@@ -236,7 +244,210 @@ def me(user_id: int) -> dict:
     return {
         "user": user,
         "organizations": [{"organization": m.organization, "role": m.role} for m in memberships],
+        "emails": my_emails(user_id),
     }
+
+
+# A person's commit e-mails ------------------------------------------------------------
+#
+# Whose a commit is when it names no username is decided by the activity service
+# (services/activity/authors.py, the only writer of author_emails and of commits' authors):
+# the user GitHub paired its e-mail with, unless they released it, else a person who claims
+# it. This service writes the claims (user_emails): the addresses GitHub verified for each
+# person, and their choice of which ones count; every change is sent to the activity
+# service (outbox topic `user_emails.changed`), which re-attributes the commits and has the
+# metrics service recompute the days that changed.
+
+USER_EMAILS_CHANGED = "user_emails.changed"
+
+
+def _emails_changed(user_id: int, emails) -> None:
+    if emails:
+        outbox.publish(
+            "activity", USER_EMAILS_CHANGED, {"user_id": user_id, "emails": sorted(emails)}
+        )
+
+
+def record_github_emails(user_id: int, verified: list[str]) -> dict:
+    """At sign-in: the addresses GitHub lists verified for the person. One not seen before
+    is linked (its commits are theirs, as GitHub itself attributes them) unless GitHub
+    paired it with another account's username in commits; a released one stays released;
+    one GitHub no longer verifies stops counting as a claim. Returns what changed
+    ({"verified": [...], "unverified": [...]}, empty lists left out)."""
+    verified = {email.lower() for email in verified if email}
+    rows = {row.email: row for row in UserEmail.select().where(UserEmail.user == user_id)}
+    others = _paired_with_others(user_id, verified - set(rows))
+    now = utcnow()
+    became, lost = [], []
+    for email in sorted(verified):
+        row = rows.get(email)
+        if row is None:
+            linked = email not in others
+            UserEmail.create(user=user_id, email=email, verified=True, linked=linked)
+            became.append(email)
+        elif not row.verified:
+            UserEmail.update(verified=True, updated_at=now).where(UserEmail.id == row.id).execute()
+            became.append(email)
+    for email, row in sorted(rows.items()):
+        if row.verified and email not in verified:
+            UserEmail.update(verified=False, updated_at=now).where(UserEmail.id == row.id).execute()
+            lost.append(email)
+    _emails_changed(user_id, became + lost)
+    return {k: v for k, v in (("verified", became), ("unverified", lost)) if v}
+
+
+def _paired_with(user_id: int) -> set[str]:
+    """The addresses GitHub showed with the person's username in some organization's
+    commits."""
+    return {
+        email
+        for (email,) in AuthorEmail.select(AuthorEmail.email)
+        .where(AuthorEmail.paired_user == user_id)
+        .distinct()
+        .tuples()
+    }
+
+
+def _paired_with_others(user_id: int, emails) -> set[str]:
+    """Those of `emails` GitHub showed with another account's username."""
+    emails = sorted(set(emails))
+    if not emails:
+        return set()
+    return {
+        email
+        for (email,) in AuthorEmail.select(AuthorEmail.email)
+        .where(
+            AuthorEmail.email.in_(emails)
+            & AuthorEmail.paired_user.is_null(False)
+            & (AuthorEmail.paired_user != user_id)
+        )
+        .distinct()
+        .tuples()
+    }
+
+
+def my_emails(user_id: int) -> list[dict]:
+    """The person's commit e-mails: those GitHub verified for them or paired with their
+    username, and whether each counts as theirs (`linked`)."""
+    rows = {row.email: row for row in UserEmail.select().where(UserEmail.user == user_id)}
+    paired = _paired_with(user_id)
+    emails = sorted(set(rows) | paired)
+    others = _paired_with_others(user_id, emails)
+    listed = []
+    for email in emails:
+        row = rows.get(email)
+        verified = bool(row and row.verified)
+        listed.append(
+            {
+                "email": email,
+                "verified": verified,
+                "paired_by_github": email in paired,
+                # Counts for them (where no other account's pairing takes precedence).
+                "linked": (row.linked if row else True) and (verified or email in paired),
+                "paired_with_another_account": email in others,
+            }
+        )
+    return listed
+
+
+def _audit_emails_changed(user_id: int, linked: list[str], released: list[str]) -> None:
+    """One entry for the person, and one in each organization whose commits it may
+    re-attribute, naming that organization's addresses only."""
+    audit.record(
+        "user.emails_changed",
+        target_type="user",
+        target_id=user_id,
+        metadata={"linked": linked, "released": released},
+    )
+    seen = defaultdict(set)
+    for organization_id, email in (
+        AuthorEmail.select(AuthorEmail.organization, AuthorEmail.email)
+        .where(AuthorEmail.email.in_(linked + released))
+        .tuples()
+    ):
+        seen[organization_id].add(email)
+    for organization_id, emails in sorted(seen.items()):
+        audit.record(
+            "user.emails_changed",
+            organization=organization_id,
+            target_type="user",
+            target_id=user_id,
+            metadata={
+                "linked": [e for e in linked if e in emails],
+                "released": [e for e in released if e in emails],
+            },
+        )
+
+
+def set_my_emails(user_id: int, emails: list[str]) -> dict:
+    """`PUT /me` {"emails": [...]}: the addresses whose commits (those without a username of
+    their own) are the person's. Each must be one GitHub verified for them (at their last
+    sign-in) or paired with their username (else 422), and none they did not have linked
+    already may be one GitHub paired with another account's username (409): nobody takes
+    another's commits. Their other addresses are released (a wrong pairing: its commits
+    become unlinked, or a claimant's). Audited (`user.emails_changed`, also in the log of
+    each organization whose commits it re-attributes); the activity service re-attributes
+    the commits and the metrics service recomputes their days."""
+    listed = [email.lower() for email in emails]  # errors name positions in the body
+    wanted = list(dict.fromkeys(listed))
+    with serialized():
+        lock_row(User, user_id)  # one change of a person's e-mails at a time
+        rows = {row.email: row for row in UserEmail.select().where(UserEmail.user == user_id)}
+        paired = _paired_with(user_id)
+        unknown = {
+            str(n): [
+                f"GitHub has not verified {email} for you: verify it on GitHub, then sign in again"
+            ]
+            for n, email in enumerate(listed)
+            if not ((email in rows and rows[email].verified) or email in paired)
+        }
+        if unknown:
+            raise Invalid(
+                "emails: only addresses GitHub verified for you or paired with your username",
+                {"json": {"emails": unknown}},
+            )
+        claims = [email for email in wanted if email not in rows or not rows[email].linked]
+        others = _paired_with_others(user_id, claims)
+        if others:
+            raise Conflict(
+                "emails: GitHub shows these addresses with another account's username",
+                {
+                    "json": {
+                        "emails": {
+                            str(n): [f"GitHub paired {email} with another account's username"]
+                            for n, email in enumerate(listed)
+                            if email in others
+                        }
+                    }
+                },
+            )
+        now = utcnow()
+        linked, released = [], []
+        for email in wanted:
+            row = rows.get(email)
+            if row is None:  # paired with them by GitHub, never listed at their sign-in
+                UserEmail.create(user=user_id, email=email, verified=False, linked=True)
+                linked.append(email)
+            elif not row.linked:
+                UserEmail.update(linked=True, updated_at=now).where(
+                    UserEmail.id == row.id
+                ).execute()
+                linked.append(email)
+        for email in sorted((set(rows) | paired) - set(wanted)):
+            row = rows.get(email)
+            if row is None:
+                UserEmail.create(user=user_id, email=email, verified=False, linked=False)
+                released.append(email)
+            elif row.linked:
+                UserEmail.update(linked=False, updated_at=now).where(
+                    UserEmail.id == row.id
+                ).execute()
+                released.append(email)
+        changed = linked + released
+        if changed:
+            _audit_emails_changed(user_id, linked, released)
+            _emails_changed(user_id, changed)
+    return me(user_id)
 
 
 # Introspection ------------------------------------------------------------------------

@@ -55,9 +55,47 @@ class MembershipOrgSchema(Schema):
     role = ma.fields.String()
 
 
+class MyEmailSchema(Schema):
+    email = ma.fields.String()
+    verified = ma.fields.Boolean(
+        metadata={"description": "GitHub listed it verified for you at your last sign-in"}
+    )
+    paired_by_github = ma.fields.Boolean(
+        metadata={"description": "GitHub showed it with your username in commits"}
+    )
+    linked = ma.fields.Boolean(
+        metadata={
+            "description": "Commits with this e-mail and no username of their own count as "
+            "yours (false: released, or neither verified nor paired)"
+        }
+    )
+    paired_with_another_account = ma.fields.Boolean(
+        metadata={
+            "description": "GitHub also showed it with another account's username: that "
+            "pairing decides those organizations' commits"
+        }
+    )
+
+
 class MeSchema(Schema):
     user = ma.fields.Nested(UserSchema)
     organizations = ma.fields.List(ma.fields.Nested(MembershipOrgSchema))
+    emails = ma.fields.List(
+        ma.fields.Nested(MyEmailSchema),
+        metadata={"description": "Your commit e-mails (see `PUT /api/v1/me`)"},
+    )
+
+
+class MeUpdateSchema(Schema):
+    emails = ma.fields.List(
+        ma.fields.Email(validate=ma.validate.Length(max=320)),
+        required=True,
+        validate=ma.validate.Length(max=100),
+        metadata={
+            "description": "The e-mails whose commits are yours: each verified for you by "
+            "GitHub or paired with your username; your others are released"
+        },
+    )
 
 
 class OrgSettingsSchema(Schema):

@@ -196,8 +196,17 @@ class Me(MethodView):
     @require(role=None, api_keys=False)
     @me_blp.response(200, s.MeSchema)
     def get(self):
-        """The signed-in user and their organizations with roles."""
+        """The signed-in user, their organizations with roles, and their commit e-mails."""
         return logic.me(g.principal.user_id)
+
+    @require(role=None, api_keys=False)
+    @me_blp.arguments(s.MeUpdateSchema)
+    @me_blp.response(200, s.MeSchema)
+    def put(self, body):
+        """Choose your commit e-mails: those listed count as yours (each one GitHub verified
+        for you or paired with your username; never one GitHub paired with another
+        account's: 409), your others are released. Audited; the metrics follow."""
+        return logic.set_my_emails(g.principal.user_id, body["emails"])
 
 
 # Organizations ------------------------------------------------------------------------

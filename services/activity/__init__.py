@@ -4,6 +4,7 @@ from shared.web.app import create_service_app
 
 
 def create_app(config=None):
+    from services.activity import authors
     from services.activity.views import activity, repositories, webhooks
     from services.activity.webhook_wsgi import WebhookFastPath
 
@@ -11,6 +12,8 @@ def create_app(config=None):
         "activity",
         config,
         blueprints=[repositories, activity, webhooks],
+        # A person's e-mails or claims changed (accounts): their commits are re-attributed.
+        message_handlers={authors.TOPIC: authors.on_user_emails_changed},
         description="Repositories, GitHub webhooks and the activity they become.",
     )
     # `POST /webhooks/github` answered by a lean WSGI layer (same logic and answers as the

@@ -21,6 +21,7 @@ import peewee as pw
 import psycopg2.errors
 import psycopg2.extras
 
+from services.activity import authors
 from shared import fastjson, jobs, outbox
 from shared.database import db
 from shared.models import (
@@ -161,6 +162,8 @@ class Batch:
         self.settings: dict[int, dict] = {}
         self.developers = Developers(events)
         self.commits: list[dict] = []
+        # (organization id, e-mail) -> its owner, as attributed in this batch (authors.py).
+        self.author_emails: dict[tuple[int, str], authors.Owner] = {}
         self.review_times: dict[int, PullRequest] = {}
         # (repository id, number) -> row, or None: known absent. Keys not in them are unknown.
         self.pull_requests: dict[tuple[int, int], PullRequest | None] = {}
@@ -312,7 +315,7 @@ def batch_context(batch: Batch):
 
 
 def _accounts_of(payload: dict):
-    """(login, github_id, email) of the accounts and commit authors a payload names."""
+    """(login, github_id) of the accounts and commit authors a payload names."""
     for key in ("sender", "requested_reviewer"):
         yield payload.get(key)
     for key, inner in (
@@ -327,16 +330,16 @@ def _accounts_of(payload: dict):
     for commit in payload.get("commits") or []:
         if isinstance(commit, dict):
             author = commit.get("author") or {}
-            yield {"login": author.get("username"), "email": author.get("email")}
+            yield {"login": author.get("username")}
 
 
 class Developers:
-    """known_developer's three lookups (GitHub id, login, e-mail) answered from the users a
-    batch's payloads name, fetched in one query; what the query did not cover is asked of
-    the database as before."""
+    """known_developer's two lookups (GitHub id, login) answered from the users a batch's
+    payloads name, fetched in one query; what the query did not cover is asked of the
+    database as before."""
 
     def __init__(self, events):
-        ids, logins, emails = set(), set(), set()
+        ids, logins = set(), set()
         for event in events:
             payload = event.payload if isinstance(event.payload, dict) else {}
             for account in _accounts_of(payload):
@@ -346,22 +349,17 @@ class Developers:
                     ids.add(account["id"])
                 if isinstance(account.get("login"), str) and account["login"]:
                     logins.add(account["login"].lower())
-                if isinstance(account.get("email"), str) and account["email"]:
-                    emails.add(account["email"].lower())
-        self.ids, self.logins, self.emails = ids, logins, emails
+        self.ids, self.logins = ids, logins
         self.by_id: dict[int, User] = {}
         self.by_login: dict[str, User] = {}
-        self.by_email: dict[str, User] = {}
         conditions = []
         if ids:
             conditions.append(among(User.github_id, ids))
         if logins:
             conditions.append(among(pw.fn.LOWER(User.login), logins))
-        if emails:
-            conditions.append(among(User.email, emails))
         if conditions:
             # What the handlers read of a user (a whole row is several times the work).
-            columns = (User.id, User.github_id, User.login, User.email, User.is_bot)
+            columns = (User.id, User.github_id, User.login, User.is_bot)
             for user in (
                 User.select(*columns)
                 .where(pw.reduce(pw.operator.or_, conditions))
@@ -373,8 +371,6 @@ class Developers:
         if user.github_id is not None:
             self.by_id.setdefault(user.github_id, user)
         self.by_login.setdefault(user.login.lower(), user)
-        if user.email:
-            self.by_email.setdefault(user.email, user)
 
     def by_github_id(self, github_id: int) -> User | None:
         if github_id in self.ids:
@@ -385,11 +381,6 @@ class Developers:
         if login.lower() in self.logins:
             return self.by_login.get(login.lower())
         return User.get_or_none(pw.fn.LOWER(User.login) == login.lower())
-
-    def by_email_of(self, email: str) -> User | None:
-        if email.lower() in self.emails:
-            return self.by_email.get(email.lower())
-        return User.get_or_none(User.email == email.lower())
 
     def learned(self, user: User | None) -> None:
         """A user created or changed by the batch: later lookups must see it."""
@@ -421,24 +412,22 @@ def is_bot(account: dict | None) -> bool:
 
 def known_developer(
     login: str | None = None,
-    email: str | None = None,
     *,
     github_id: int | None = None,
     bot: bool = False,
 ) -> User | None:
-    """The user behind a GitHub account or a commit author: by GitHub id, else login, else
-    e-mail. A human login seen for the first time becomes a known developer (a user who
-    has not signed in), so the metrics can credit them; bots never do."""
+    """The user behind a GitHub account: by GitHub id, else login. A human login seen for
+    the first time becomes a known developer (a user who has not signed in), so the
+    metrics can credit them; bots never do. (A commit without a username is its e-mail's
+    owner's: authors.py.)"""
     batch = _batch.get()
     if batch is None:
         by_id = lambda: User.get_or_none(User.github_id == github_id)  # noqa: E731
         by_login = lambda: User.get_or_none(pw.fn.LOWER(User.login) == login.lower())  # noqa: E731
-        by_email = lambda: User.get_or_none(User.email == email.lower())  # noqa: E731
     else:
         cache = batch.developers
         by_id = lambda: cache.by_github_id(github_id)  # noqa: E731
         by_login = lambda: cache.by_login_of(login)  # noqa: E731
-        by_email = lambda: cache.by_email_of(email)  # noqa: E731
     user = by_id() if github_id else None
     if user is None and login:
         user = by_login()
@@ -449,8 +438,6 @@ def known_developer(
                 batch.developers.learned(user)
         elif user is not None and github_id and user.github_id != github_id:
             user = None  # a login GitHub has since given to someone else
-    if user is None and email:
-        user = by_email()
     if user is None and login and not bot and not login.endswith("[bot]"):
         User.insert(login=login, github_id=github_id).on_conflict_ignore().execute()
         user = (
@@ -497,8 +484,8 @@ def handle_push(event: Event, repo: Repository, payload: dict, changes: Changes)
     rows = []
     for commit in payload.get("commits") or []:
         author = commit.get("author") or {}
-        login = author.get("username")
-        user = known_developer(login, author.get("email"))
+        login = author.get("username") or None  # the username GitHub shows for the commit
+        user = known_developer(login) if login else None
         authored = ts(commit.get("timestamp"))
         files = (
             set(commit.get("added") or [])
@@ -510,8 +497,8 @@ def handle_push(event: Event, repo: Repository, payload: dict, changes: Changes)
                 "repository": repo,
                 "organization": repo.organization_id,
                 "sha": commit["id"],
-                "author": user,
-                "author_login": login or (user.login if user else None),
+                "author": user,  # without a username: its e-mail's owner (authors.py)
+                "author_login": login,
                 "author_email": (author.get("email") or "").lower() or None,
                 "author_name": author.get("name"),
                 "author_is_bot": bool(login and login.endswith("[bot]"))
@@ -526,6 +513,7 @@ def handle_push(event: Event, repo: Repository, payload: dict, changes: Changes)
         )
         changes.touch(repo, authored)
     batch = _batch.get()
+    authors.attribute(repo, rows, changes, batch)
     if batch is not None:
         batch.commits.extend(rows)  # inserted with the batch's others, in the same order
     else:

@@ -706,12 +706,50 @@ def _developer_activity_figures(scope: Scope) -> list[_Figures]:
     ]
 
 
+def _unlinked_commits(scope: Scope):
+    """The scope's human commits that map to no user: unlinked contributors', each known by
+    its e-mail (case-insensitive). Their only figure is commits (pull requests, reviews and
+    issues name a login, which is always a user)."""
+    query = Commit.select().where(
+        (Commit.organization == scope.organization)
+        & (Commit.author_is_bot == False)  # noqa: E712
+        & Commit.author.is_null()
+        & Commit.author_email.is_null(False)
+        & (Commit.author_email != "")
+    )
+    return scope.where(query, Commit.repository)
+
+
+def name_part(email: str) -> str:
+    """What an unlinked contributor is shown as: their e-mail's name part (never the
+    address)."""
+    return email.rsplit("@", 1)[0] if "@" in email else email
+
+
+def _unlinked_rows(scope: Scope, period: Period, granularity: str, keys) -> dict:
+    """{(e-mail, label): (commits, author name)} of these unlinked contributors' keys."""
+    first = min(day for _, day in keys)
+    last = _last_day_of_period(max(day for _, day in keys), granularity)
+    span = Period(max(first, period.start), min(last, period.end))
+    email = fn.LOWER(Commit.author_email)
+    label = label_sql(Commit.authored_at, granularity)
+    rows = raw_rows(
+        _unlinked_commits(scope)
+        .select(email, label, fn.COUNT(1), fn.MAX(Commit.author_name))
+        .where(span.contains(Commit.authored_at) & email.in_({e for e, _ in keys}))
+        .group_by(email, label)
+    )
+    return {(e, as_date(day)): (n, name) for e, day, n, name in rows}
+
+
 def developer_rollup(
     scope: Scope | Organization, period: Period, granularity: str, user=None
 ) -> LazyRows:
     """One row per (developer, period) with any figure, humans only, by period then login:
     sums of the stored daily rows for the whole organization, else the same figures
-    counted from the scope's activity (a developer with none there is absent)."""
+    counted from the scope's activity (a developer with none there is absent). Unlinked
+    contributors (commit e-mails no user owns: services/activity/authors.py) have rows of
+    their own, `unlinked` and shown by their e-mail's name part, with their commits."""
     scope = Scope.of(scope)
     if scope.whole_organization:
         sources = _stored_developer_figures(scope)
@@ -750,6 +788,21 @@ def developer_rollup(
         )
     }
     keys = [key for key in keys if key[0] in users]  # bots count nowhere
+    if user is None:
+        email, label = fn.LOWER(Commit.author_email), label_sql(Commit.authored_at, granularity)
+        keys += {
+            (address, as_date(day))
+            for address, day in raw_rows(
+                _unlinked_commits(scope)
+                .select(email, label)
+                .where(period.contains(Commit.authored_at))
+                .group_by(email, label)
+            )
+        }
+
+    def login_of(person) -> str:
+        """A user's login, or an unlinked contributor's (their e-mail: a str) name part."""
+        return name_part(person) if isinstance(person, str) else users[person][0]
 
     def figures_of(keys) -> dict:
         """{key: {figure: value}} of these keys."""
@@ -778,14 +831,25 @@ def developer_rollup(
         return figures
 
     def build(keys) -> list[dict]:
-        figures = figures_of(keys)
+        linked = [key for key in keys if not isinstance(key[0], str)]
+        unlinked = [key for key in keys if isinstance(key[0], str)]
+        figures = figures_of(linked) if linked else {}
+        if unlinked:
+            for key, (commits, name) in _unlinked_rows(
+                scope, period, granularity, unlinked
+            ).items():
+                figures[key] = {"commits": commits, "name": name}
         rows = []
         for key in keys:
             uid, label = key
-            login, name = users[uid]
             values = figures.get(key, {})
             row = _row_for(period, label, granularity)
-            row["user"] = {"id": uid, "login": login, "name": name}
+            if isinstance(uid, str):
+                row["user"] = {"id": None, "login": name_part(uid), "name": values.get("name")}
+            else:
+                login, name = users[uid]
+                row["user"] = {"id": uid, "login": login, "name": name}
+            row["unlinked"] = isinstance(uid, str)
             row.update({c: values.get(c, 0) for c in DEVELOPER_COUNTERS})
             row.update(
                 {f"{s}_time_median_s": values.get(f"{s}_time_median_s") for s in DEVELOPER_STAGES}
@@ -793,7 +857,7 @@ def developer_rollup(
             rows.append(row)
         return rows
 
-    return LazyRows(sorted(keys, key=lambda k: (k[1], users[k[0]][0])), build)
+    return LazyRows(sorted(keys, key=lambda k: (k[1], login_of(k[0]), str(k[0]))), build)
 
 
 def repository_rollup(scope: Scope | Organization, period: Period, granularity: str) -> LazyRows:

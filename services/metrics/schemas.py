@@ -168,8 +168,12 @@ TeamRollupSchema = PeriodFieldsSchema.from_dict(
 
 
 class UserRefSchema(Schema):
-    id = ma.fields.Integer()
-    login = ma.fields.String()
+    id = ma.fields.Integer(
+        allow_none=True, metadata={"description": "null for an unlinked contributor"}
+    )
+    login = ma.fields.String(
+        metadata={"description": "GitHub login; an unlinked contributor's e-mail name part"}
+    )
     name = ma.fields.String(allow_none=True)
 
 
@@ -181,6 +185,12 @@ class RepositoryRefSchema(Schema):
 DeveloperRollupSchema = PeriodFieldsSchema.from_dict(
     {
         "user": ma.fields.Nested(UserRefSchema),
+        "unlinked": ma.fields.Boolean(
+            metadata={
+                "description": "A commit e-mail no user owns (GitHub never paired it with a "
+                "username, nobody claimed it): `user.id` is null, `user.login` its name part"
+            }
+        ),
         **_counters(DEVELOPER_COUNTERS),
         **_durations(f"{s}_time_median_s" for s in ("cycle", "coding", "pickup", "review")),
     },

@@ -6,6 +6,7 @@ index serves both the lookups and the ON DELETE checks.
 """
 
 from shared.models.activity import (
+    AuthorEmail,
     Commit,
     Deployment,
     Event,
@@ -18,7 +19,7 @@ from shared.models.activity import (
     Review,
 )
 from shared.models.base import BaseModel, utcnow
-from shared.models.core import Invitation, Organization, User, UserOrganization
+from shared.models.core import Invitation, Organization, User, UserEmail, UserOrganization
 from shared.models.enums import (
     Channel,
     DeliveryStatus,
@@ -64,6 +65,7 @@ MODELS = [
 MODELS += [Job, InboxMessage, Session, Review, Deployment, Incident]
 MODELS += [PullRequestCommit, IssueClosure, ProductionDeployment, LoginLink]
 MODELS += [EventDelivery, Invitation]
+MODELS += [UserEmail, AuthorEmail]
 
 __all__ = [m.__name__ for m in MODELS] + [
     "MODELS",

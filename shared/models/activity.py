@@ -103,6 +103,34 @@ class Commit(BaseModel):
             (("repository", "branch", "pushed_at"), False),
             (("author", "authored_at"), False),
             (("author_login", "authored_at"), False),
+            # An e-mail's commits, re-attributed when its owner changes (AuthorEmail).
+            (("organization", "author_email"), False),
+        )
+
+
+class AuthorEmail(BaseModel):
+    """A commit author e-mail seen in an organization, and whose its commits are (written by
+    the activity service only). `github_login`/`paired_user`: the username GitHub showed
+    with the e-mail (a push commit's `author.username`, an API commit's `author.login`) the
+    first time it did, and that login's user (none for a bot). `user`: the owner its
+    commits without a username of their own are attributed to: the paired user unless they
+    released the address, else a person who claimed it (UserEmail), else nobody (an
+    unlinked contributor)."""
+
+    organization = pw.ForeignKeyField(Organization, on_delete="CASCADE", index=False)
+    email = pw.CharField(max_length=320)  # lowercased
+    github_login = pw.CharField(max_length=100, null=True)
+    paired_user = pw.ForeignKeyField(User, null=True, on_delete="SET NULL", backref="paired_emails")
+    user = pw.ForeignKeyField(User, null=True, on_delete="SET NULL", backref="author_emails")
+    first_seen_at = UTCDateTimeField(default=utcnow)
+    paired_at = UTCDateTimeField(null=True)
+    updated_at = UTCDateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "author_emails"
+        indexes = (
+            (("organization", "email"), True),
+            (("email",), False),  # an address across organizations (claims, corrections)
         )
 
 

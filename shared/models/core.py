@@ -28,6 +28,29 @@ class User(BaseModel):
         indexes = ((("created_at",), False),)
 
 
+class UserEmail(BaseModel):
+    """An e-mail address of a person, written by the accounts service: GitHub's verified
+    addresses of theirs (`/user/emails`, read at each sign-in) and their own choice of which
+    ones their commits are attributed by (`linked`; `PUT /api/v1/me`). A claim counts only
+    for an address GitHub verified for them and never over GitHub's pairing of the address
+    with another account's username (see AuthorEmail)."""
+
+    user = pw.ForeignKeyField(User, backref="emails", on_delete="CASCADE", index=False)
+    email = pw.CharField(max_length=320)  # lowercased
+    verified = pw.BooleanField(default=False)  # GitHub listed it verified at the last sign-in
+    # Commits with this e-mail (and no username of their own) are theirs; False: released.
+    linked = pw.BooleanField(default=True)
+    created_at = UTCDateTimeField(default=utcnow)
+    updated_at = UTCDateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "user_emails"
+        indexes = (
+            (("user", "email"), True),
+            (("email",), False),  # who claims an address (the activity service's owner)
+        )
+
+
 class Organization(BaseModel):
     name = pw.CharField(max_length=255)
     slug = pw.CharField(max_length=100, unique=True)

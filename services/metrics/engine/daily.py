@@ -2,8 +2,10 @@
 GROUP BY over an activity (or derived) table, and the rows of the range are replaced.
 
 People: bots (Commit/PullRequest/Review/IssueClosure `*_is_bot`, issue authors whose login
-ends in `[bot]`) count nowhere. A commit author who maps to no user counts in the team and
-repository totals only.
+ends in `[bot]`) count nowhere. A commit is its author's as the activity service attributed
+it (its username, else its e-mail's owner: services/activity/authors.py); one that maps to
+no user (an unlinked contributor, known by its e-mail) counts in the team and repository
+totals and among the active people, not in the developer rows.
 """
 
 from __future__ import annotations
@@ -26,7 +28,6 @@ from shared.models import (
     Review,
     ReviewKind,
     TeamMetric,
-    User,
     utcnow,
 )
 from shared.sql import (
@@ -135,23 +136,6 @@ class Figures:
             self.repository[(repo_id, day)][repo_name or name] += value
         if user_id is not None:
             self.developer[(user_id, day)][name] += value
-
-
-def _attribute_commits_by_email(organization_id: int, period: Range) -> None:
-    """A commit pushed with an e-mail only belongs to the user with that e-mail (who may
-    have signed in after it was pushed)."""
-    owner = User.select(User.id).where(User.email == Commit.author_email).order_by(User.id).limit(1)
-    (
-        Commit.update(author=owner)
-        .where(
-            (Commit.organization == organization_id)
-            & Commit.author.is_null()
-            & Commit.author_email.is_null(False)
-            & period.has(Commit.authored_at)
-            & pw.fn.EXISTS(User.select(User.id).where(User.email == Commit.author_email))
-        )
-        .execute()
-    )
 
 
 def _commits(org_id: int, period: Range, figures: Figures) -> None:
@@ -434,7 +418,6 @@ def compute(org_id: int, start: dt.date, end: dt.date) -> Figures:
     period = Range(start, end)
     days = days_between(start, end)
     figures = Figures()
-    _attribute_commits_by_email(org_id, period)
     _commits(org_id, period, figures)
     _pull_requests(org_id, period, figures)
     _reviews(org_id, period, figures)

@@ -284,11 +284,13 @@
   function totalsByDeveloper(rows) {
     const byUser = new Map();
     for (const row of rows) {
-      const total = byUser.get(row.user.id)
+      // An unlinked contributor (a commit e-mail no user owns) has no id: their name part.
+      const who = row.unlinked ? `unlinked:${row.user.login}` : row.user.id;
+      const total = byUser.get(who)
         || { user: row.user, cycleTimes: [], ...Object.fromEntries(DEVELOPER_COUNTS.map((k) => [k, 0])) };
       for (const k of DEVELOPER_COUNTS) total[k] += row[k] || 0;
       total.cycleTimes.push(row.cycle_time_median_s);
-      byUser.set(row.user.id, total);
+      byUser.set(who, total);
     }
     return [...byUser.values()];
   }
