@@ -353,6 +353,9 @@ def make_app(state: FakeGitHub) -> Flask:
             return jsonify({"message": "Server Error"}), 502
         if resource.startswith("compare/"):
             return _compare(state, headers)
+        detail = _pull_request_detail(state.rest, resource)
+        if detail is not None:
+            return jsonify(detail), 200, headers
         items = _resource_items(state.rest, resource)
         if items is None:
             return jsonify(
@@ -409,9 +412,39 @@ def _compare(state, headers):
     return jsonify(body), 200, headers
 
 
+# What GitHub's pull-request list leaves out of each object (its "pull-request-simple"
+# schema): the full object is only at GET /repos/{owner}/{repo}/pulls/{number}.
+NOT_IN_PULL_REQUEST_LIST = (
+    "merged",
+    "mergeable",
+    "rebaseable",
+    "mergeable_state",
+    "merged_by",
+    "comments",
+    "review_comments",
+    "maintainer_can_modify",
+    "commits",
+    "additions",
+    "deletions",
+    "changed_files",
+)
+
+
+def _pull_request_detail(data: dict, resource: str) -> dict | None:
+    parts = resource.split("/")
+    if len(parts) != 2 or parts[0] != "pulls" or not parts[1].isdigit():
+        return None
+    return next((p for p in data.get("pulls", []) if p["number"] == int(parts[1])), None)
+
+
 def _resource_items(data: dict, resource: str):
     parts = resource.split("/")
-    if resource in ("issues", "pulls", "commits", "deployments"):
+    if resource == "pulls":
+        return [
+            {k: v for k, v in pr.items() if k not in NOT_IN_PULL_REQUEST_LIST}
+            for pr in data.get("pulls", [])
+        ]
+    if resource in ("issues", "commits", "deployments"):
         return data.get(resource, [])
     if len(parts) == 3 and parts[0] == "pulls" and parts[2] in ("reviews", "commits"):
         key = "reviews" if parts[2] == "reviews" else "pr_commits"

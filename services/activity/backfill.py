@@ -169,7 +169,8 @@ class Backfill:
                 self._pull_request(pr)
         self._advance("pulls", newest)
 
-    def _pull_request(self, pr: dict):
+    def _pull_request(self, listed: dict):
+        pr = self._pull_request_detail(listed)
         action = "opened" if not pr.get("draft") else None
         processing.handle_pull_request(
             SimpleNamespace(action=action, received_at=utcnow()),
@@ -200,6 +201,17 @@ class Backfill:
             if links:
                 PullRequestCommit.insert_many(links).on_conflict_ignore().execute()
         self.state["items"] += 1
+
+    def _pull_request_detail(self, listed: dict) -> dict:
+        """The full pull request: GitHub's list gives the "simple" object, without
+        additions, deletions, changed_files, commits, comments or merged_by; one request
+        each for the pull requests that changed since the last run."""
+        if "additions" in listed:
+            return listed
+        page = self.client.get(f"{self.path}/pulls/{listed['number']}")
+        self.state["pages"] += 1
+        self.state["rate_limit_remaining"] = self.client.rate_limit_remaining
+        return page.data
 
     def _commits(self, items: list, branch: str):
         payload = {

@@ -72,6 +72,16 @@ def test_full_backfill_pages_through_and_lands_in_rows(github, repo):
     assert {p.number for p in PullRequest.select()} == {p["number"] for p in data["pulls"]}
     merged = PullRequest.get(PullRequest.number == 2)
     assert merged.state == "CLOSED" and merged.closed_at is not None
+    # The list's objects have no sizes (GitHub's "simple" schema); each pull request's own
+    # page has them, and the backfill read it.
+    listed = next(p for p in data["pulls"] if p["number"] == 2)
+    assert (merged.additions, merged.deletions, merged.changed_files) == (
+        listed["additions"],
+        listed["deletions"],
+        listed["changed_files"],
+    )
+    assert merged.additions > 0
+    assert {r[0] for r in github.rest_requests} >= {f"pulls/{p['number']}" for p in data["pulls"]}
     assert {r.github_id for r in Review.select()} == {data["reviews"][2][0]["id"]}
     # The recorded review is by the pull request's own author: not a first review.
     assert data["reviews"][2][0]["user"]["login"] == merged.author_login
@@ -145,6 +155,10 @@ def test_backfill_and_webhooks_produce_the_same_rows(github, repo, tx):
             "approved_at",
             "merged_at",
             "closed_at",
+            # Not in GitHub's list of pull requests: the backfill reads each one's page.
+            "additions",
+            "deletions",
+            "changed_files",
         )
         return {f: getattr(row, f) for f in fields}
 
