@@ -161,6 +161,19 @@ def test_a_transient_failure_keeps_its_retries(activity, pull_requests_locked):
     assert {reason: dead_count(reason) for reason in before} == before
 
 
+def test_a_transient_failure_is_dead_when_its_attempts_run_out(activity, pull_requests_locked):
+    before = dead_count("retries_exhausted")
+    send(activity, "pull_request", opened())
+    Event.update(attempts=processing.MAX_ATTEMPTS - 1).execute()  # its last attempt is next
+
+    assert processing.process_batch("test-worker", limit=200) == 1
+
+    (event,) = Event.select()
+    assert (event.status, event.attempts) == (EventStatus.DEAD, processing.MAX_ATTEMPTS)
+    assert not event.last_error.startswith("permanent")
+    assert dead_count("retries_exhausted") == before + 1
+
+
 # Through the running services and a real events worker ---------------------------------
 
 
