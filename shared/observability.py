@@ -19,6 +19,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
     multiprocess,
+    start_http_server,
 )
 
 _request_id = contextvars.ContextVar("request_id", default=None)
@@ -148,6 +149,12 @@ LATENCY = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 JOBS = Counter("devmetrics_jobs_total", "Background jobs finished", ["queue", "outcome"])
+# Webhook events given up on: `unstorable` (a value no column can hold, DEAD at once) or
+# `retries_exhausted` (every attempt failed). Counted by the events worker (its own
+# /metrics: `devmetrics worker events --metrics-port`).
+EVENTS_DEAD = Counter(
+    "devmetrics_events_dead_total", "Webhook events given up on (DEAD)", ["reason"]
+)
 # The CPU-heavy part of authentication (accounts): a rise of "refused" is someone guessing.
 API_KEY_BCRYPT_CHECKS = Counter(
     "devmetrics_api_key_bcrypt_checks_total", "bcrypt checks of API-key secrets", ["result"]
@@ -159,11 +166,22 @@ def observe_request(service: str, method: str, endpoint: str, status: int, secon
     LATENCY.labels(service, method, endpoint).observe(seconds)
 
 
-def metrics_payload() -> tuple[bytes, str]:
+def metrics_registry() -> CollectorRegistry:
+    """This process's metrics, or every process's of PROMETHEUS_MULTIPROC_DIR when set."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
-        return generate_latest(registry), CONTENT_TYPE_LATEST
+        return registry
     from prometheus_client import REGISTRY
 
-    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+    return REGISTRY
+
+
+def metrics_payload() -> tuple[bytes, str]:
+    return generate_latest(metrics_registry()), CONTENT_TYPE_LATEST
+
+
+def serve_metrics(host: str, port: int) -> None:
+    """Serve /metrics from a background thread: a worker is no web service, and what it
+    counts (jobs, dead events) lives in its own process."""
+    start_http_server(port, addr=host, registry=metrics_registry())

@@ -20,6 +20,7 @@ import peewee as pw
 import psycopg2.extras
 
 from shared.database import db
+from shared.storable import INTEGER_BITS, check_storable
 
 
 def is_postgres() -> bool:
@@ -231,6 +232,7 @@ def insert_rows(
         return field.default() if callable(field.default) else field.default
 
     full = [[value(row, field) for field in fields] for row in rows]
+    _check_storable(fields, full)
     if not is_postgres():
         for chunk in pw.chunked(full, 500):
             query = model.insert_many(chunk, fields=fields)
@@ -262,6 +264,20 @@ def insert_rows(
                 cursor.copy_expert(f'COPY "{meta.table_name}" ({columns}) FROM STDIN', text)
                 return
         psycopg2.extras.execute_values(cursor, sql, values, page_size=500)
+
+
+def _check_storable(fields: list[pw.Field], rows: list[list]) -> None:
+    """Every value of the columns whose type limits it (integers, varchars) fits its column
+    (shared/storable.py; PostgreSQL checks too, but neither names the column, and SQLite
+    stores what PostgreSQL refuses)."""
+    limited = [
+        (n, field)
+        for n, field in enumerate(fields)
+        if field.field_type in INTEGER_BITS or field.field_type == "VARCHAR"
+    ]
+    for row in rows:
+        for n, field in limited:
+            check_storable(field, row[n])
 
 
 # COPY's text format: these four characters are written as escapes inside a value.

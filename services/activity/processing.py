@@ -42,11 +42,17 @@ from shared.models import (
     User,
     utcnow,
 )
+from shared.observability import EVENTS_DEAD
 from shared.sql import insert_rows, is_postgres
+from shared.storable import unstorable_reason
 
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 8
+# Why an event went DEAD (devmetrics_events_dead_total's `reason`): a value no column can
+# hold (at once: it fails the same way every time), or every attempt failed.
+DEAD_UNSTORABLE = "unstorable"
+DEAD_RETRIES_EXHAUSTED = "retries_exhausted"
 LEASE_SECONDS = 120
 TERMINAL_DEPLOYMENT_STATES = {
     DeploymentState.SUCCESS,
@@ -76,6 +82,8 @@ class Changes:
         self.events: dict[str, dict] = {}  # event key -> message for the notifications service
         # (organization, pull request id, head sha) to review for risk (metrics service)
         self.reviews: set[tuple[int, int, str]] = set()
+        # Why each event given up on (DEAD) was: counted once the batch commits.
+        self.dead: list[str] = []
 
     def notify(self, repo: Repository, event_type: str, key: str, **data):
         """An event the notifications service matches against alert rules."""
@@ -1218,6 +1226,8 @@ def process_batch(worker_id: str, limit: int = 50) -> int:
         for event in leased:
             process_one(event, changes)
         changes.publish()
+    for reason in changes.dead:  # once committed: a rolled-back batch is leased again
+        EVENTS_DEAD.labels(reason).inc()
     return len(leased)
 
 
@@ -1382,10 +1392,8 @@ def process_one(event: Event, changes: Changes) -> EventStatus:
             with db.atomic():
                 handler(event, repo, event.payload, changes)
             status, error = EventStatus.PROCESSED, None
-        except Exception as exc:  # recorded on the event, retried with backoff
-            log.warning("event failed", extra={"event_id": event.id, "error": repr(exc)})
-            dead = event.attempts >= MAX_ATTEMPTS
-            status, error = (EventStatus.DEAD if dead else EventStatus.FAILED), repr(exc)[:4000]
+        except Exception as exc:  # recorded on the event
+            status, error = _failed(event, exc, changes)
     Event.update(
         status=status,
         last_error=error,
@@ -1397,6 +1405,26 @@ def process_one(event: Event, changes: Changes) -> EventStatus:
         else None,
     ).where(Event.id == event.id).execute()
     return status
+
+
+def _failed(event: Event, exc: Exception, changes: Changes) -> tuple[EventStatus, str]:
+    """The status and error of an event its handler failed on: DEAD at once when a value it
+    carries can never be stored (it would fail the same way on every retry); otherwise
+    retried with backoff, DEAD after MAX_ATTEMPTS."""
+    unstorable = unstorable_reason(exc)
+    if unstorable is not None:
+        status, error, dead = EventStatus.DEAD, f"permanent: {unstorable}", DEAD_UNSTORABLE
+    elif event.attempts >= MAX_ATTEMPTS:
+        status, error, dead = EventStatus.DEAD, repr(exc), DEAD_RETRIES_EXHAUSTED
+    else:
+        status, error, dead = EventStatus.FAILED, repr(exc), None
+    if dead:
+        changes.dead.append(dead)
+    log.warning(
+        "event failed",
+        extra={"event_id": event.id, "error": repr(exc), "status": str(status)},
+    )
+    return status, error[:4000]
 
 
 def replay(

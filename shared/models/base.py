@@ -7,6 +7,7 @@ import datetime as dt
 import peewee as pw
 
 from shared.database import db
+from shared.storable import check_row
 
 
 def utcnow() -> dt.datetime:
@@ -67,6 +68,30 @@ class BaseModel(pw.Model):
     class Meta:
         database = db
         legacy_table_names = False
+
+    # Every insert and update (save and create too) checks its values fit their columns
+    # (shared/storable.py): on SQLite as PostgreSQL would, naming the column.
+    @classmethod
+    def insert(cls, data=None, /, **insert):
+        check_row(cls, data)
+        check_row(cls, insert)
+        return super().insert(data, **insert)
+
+    @classmethod
+    def update(cls, data=None, /, **update):
+        check_row(cls, data)
+        check_row(cls, update)
+        return super().update(data, **update)
+
+    @classmethod
+    def insert_many(cls, rows, fields=None):
+        if isinstance(rows, list | tuple):
+            for row in rows:
+                if isinstance(row, dict):
+                    check_row(cls, row)
+                elif fields is not None:
+                    check_row(cls, dict(zip(fields, row, strict=False)))
+        return super().insert_many(rows, fields)
 
     def save(self, *args, **kwargs):
         if "updated_at" in self._meta.fields:
