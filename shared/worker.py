@@ -18,6 +18,7 @@ from collections.abc import Callable
 from shared import jobs
 from shared.database import db
 from shared.observability import JOBS, clear_request_id, set_request_id
+from shared.storable import unstorable_reason
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,12 @@ def run_batch(queue: str, handler: Callable, worker_id: str, limit: int = 10) ->
             JOBS.labels(queue, "dead").inc()
             log.error("job failed permanently", extra={"job_id": job.id, "error": str(exc)})
         except Exception as exc:  # any failure: retried with backoff, up to max_attempts
+            reason = unstorable_reason(exc)
+            if reason is not None:  # fails the same way on every attempt: DEAD at once
+                jobs.fail(job, f"permanent: {reason}", permanent=True)
+                JOBS.labels(queue, "dead").inc()
+                log.error("job failed permanently", extra={"job_id": job.id, "error": reason})
+                continue
             status = jobs.fail(job, f"{type(exc).__name__}: {exc}")
             JOBS.labels(queue, "retry" if status == "PENDING" else "dead").inc()
             log.warning(
