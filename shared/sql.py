@@ -186,6 +186,28 @@ def advisory_lock(namespace: str, key: int) -> None:
         db.execute_sql("SELECT pg_advisory_xact_lock(hashtext(%s), %s)", (namespace, key))
 
 
+def lock_repositories(repository_ids, *, exclusive: bool) -> None:
+    """Until the transaction ends, order the writers of the repositories' activity rows
+    (PostgreSQL advisory locks, taken in ascending id order in one statement; SQLite
+    transactions that write are serialized already).
+
+    The events worker (and the backfill) take them shared, the metrics recompute exclusive,
+    before either writes a pull request: both update the same pull_requests rows, each in
+    its own order (events in event order, the recompute in scan order), which deadlocked.
+    Now a recompute waits for the batches of its repositories in flight and they wait for
+    it, while batches never wait for one another here. Everyone takes them in the same
+    order, and before any row lock, so this adds no cycle."""
+    ids = sorted({int(i) for i in repository_ids if i is not None})
+    if not ids or not is_postgres():
+        return
+    function = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
+    db.execute_sql(
+        f"SELECT {function}(hashtext('repository'), id) "
+        "FROM (SELECT unnest(%s::int[]) AS id ORDER BY 1) AS repositories",
+        (ids,),
+    )
+
+
 def without_jit() -> None:
     """Until the transaction ends, no JIT compilation (PostgreSQL). The metric queries are
     many short correlated lookups whose estimated cost looks large: compiling each took

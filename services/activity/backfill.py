@@ -20,6 +20,7 @@ from shared.errors import BadRequest
 from shared.github import GitHubRest
 from shared.models import PullRequest, PullRequestCommit, Repository, utcnow
 from shared.outbox import PermanentFailure
+from shared.sql import lock_repositories
 
 log = logging.getLogger(__name__)
 PER_PAGE = 100
@@ -287,6 +288,8 @@ class Backfill:
                 self.deployments,
             ):
                 with db.atomic():
+                    if step in (self.pull_requests, self.issues):  # they write pull requests
+                        lock_repositories([self.repo.id], exclusive=False)
                     step()
                     self.changes.publish()  # the metrics service recomputes what changed
                     self.changes = processing.Changes()

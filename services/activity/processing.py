@@ -43,7 +43,7 @@ from shared.models import (
     utcnow,
 )
 from shared.observability import EVENTS_DEAD
-from shared.sql import insert_rows, is_postgres
+from shared.sql import insert_rows, is_postgres, lock_repositories
 from shared.storable import unstorable_reason
 
 log = logging.getLogger(__name__)
@@ -1207,6 +1207,7 @@ def process_batch(worker_id: str, limit: int = 50) -> int:
         try:
             with db.atomic():
                 plan_key_lookups()
+                lock_repositories_of(leased)
                 _process_together(leased)
             return len(leased)
         except (pw.IntegrityError, pw.OperationalError, psycopg2.Error) as exc:
@@ -1223,12 +1224,19 @@ def process_batch(worker_id: str, limit: int = 50) -> int:
     changes = Changes()
     with db.atomic():
         plan_key_lookups()
+        lock_repositories_of(leased)
         for event in leased:
             process_one(event, changes)
         changes.publish()
     for reason in changes.dead:  # once committed: a rolled-back batch is leased again
         EVENTS_DEAD.labels(reason).inc()
     return len(leased)
+
+
+def lock_repositories_of(events: list[Event]) -> None:
+    """Before the batch touches a row: its repositories, shared (a recompute of one of them
+    waits for the batch, and the batch for it; see lock_repositories)."""
+    lock_repositories([event.repository_id for event in events], exclusive=False)
 
 
 def _is_conflict(exc: Exception) -> bool:

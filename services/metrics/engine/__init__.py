@@ -13,7 +13,7 @@ from services.metrics.engine.derive import refresh_repository
 from shared import outbox
 from shared.database import db
 from shared.models import Incident, Repository, utcnow
-from shared.sql import advisory_lock, without_jit
+from shared.sql import advisory_lock, lock_repositories, without_jit
 
 FULL_CHUNK_DAYS = 31
 # Webhook events that change only the pull requests they name (their rows, reviews and
@@ -97,7 +97,9 @@ def recompute(
         without_jit()
         days = set(dates)
         new_incidents = []
-        for repo in _repositories(organization_id, repository_ids):
+        repos = _repositories(organization_id, repository_ids)
+        lock_repositories([repo.id for repo in repos], exclusive=True)
+        for repo in repos:
             derived = refresh_repository(repo, pull_request_ids, local=local)
             days |= derived.days
             new_incidents += derived.new_incidents
@@ -123,7 +125,9 @@ def recompute_full(
     with db.atomic():
         advisory_lock("metrics", organization_id)
         without_jit()
-        for repo in _repositories(organization_id, None):
+        repos = _repositories(organization_id, None)
+        lock_repositories([repo.id for repo in repos], exclusive=True)
+        for repo in repos:
             new_incidents += refresh_repository(repo).new_incidents
         if announce:
             _announce(new_incidents)
