@@ -225,3 +225,20 @@ def test_pull_requests_in_the_issues_list_update_them_and_are_never_issues(githu
     opened = sum(row.issues_opened for row in TeamMetric.select())
     closed = sum(row.issues_closed for row in TeamMetric.select())
     assert (opened, closed) == (len(plain), 0)
+
+
+def test_a_value_no_column_can_hold_makes_the_backfill_job_dead_at_once(github, repo, tx):
+    from shared import jobs
+    from shared.models import Job
+    from shared.worker import run_batch
+
+    # A pull request whose number is past 32 bits (the column is an integer): every attempt
+    # would fail the same way, so the job is not retried for hours.
+    github.rest["pulls"][0]["number"] = 2**32
+    jobs.enqueue("backfill", {"repository_id": repo.id})
+    assert run_batch("backfill", backfill.run_job, "test-backfill") == 1
+    (job,) = Job.select().where(Job.queue == "backfill")
+    assert (job.status, job.attempts) == ("DEAD", 1)
+    assert job.last_error == (f"permanent: value out of range for pull_requests.number: {2**32}")
+    assert run_batch("backfill", backfill.run_job, "test-backfill") == 0  # not leased again
+    assert Repository.get_by_id(repo.id).backfill_state["state"] == "failed"
