@@ -182,14 +182,28 @@ def json_array_contains(field, value: str):
 def advisory_lock(namespace: str, key: int) -> None:
     """Serialize writers of one key until the transaction ends (PostgreSQL; SQLite
     transactions that write are serialized already)."""
-    if is_postgres():
-        db.execute_sql("SELECT pg_advisory_xact_lock(hashtext(%s), %s)", (namespace, key))
+    advisory_locks(namespace, [key], exclusive=True)
+
+
+def advisory_locks(namespace: str, keys, *, exclusive: bool) -> None:
+    """Until the transaction ends, PostgreSQL advisory locks on `keys` (integers, or strings
+    hashed) of `namespace`, exclusive or shared, taken in ascending order in one statement,
+    so that every holder of several takes them in the same order (no cycle among them).
+    SQLite transactions that write are serialized already."""
+    keys = sorted({key for key in keys if key is not None})
+    if not keys or not is_postgres():
+        return
+    function = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
+    key, array = ("k", "%s::int[]") if isinstance(keys[0], int) else ("hashtext(k)", "%s::text[]")
+    db.execute_sql(
+        f"SELECT {function}(hashtext(%s), {key}) "
+        f"FROM (SELECT unnest({array}) AS k ORDER BY 1) AS keys",
+        (namespace, keys),
+    )
 
 
 def lock_repositories(repository_ids, *, exclusive: bool) -> None:
-    """Until the transaction ends, order the writers of the repositories' activity rows
-    (PostgreSQL advisory locks, taken in ascending id order in one statement; SQLite
-    transactions that write are serialized already).
+    """Until the transaction ends, order the writers of the repositories' activity rows.
 
     The events worker (and the backfill) take them shared, the metrics recompute exclusive,
     before either writes a pull request: both update the same pull_requests rows, each in
@@ -197,14 +211,8 @@ def lock_repositories(repository_ids, *, exclusive: bool) -> None:
     Now a recompute waits for the batches of its repositories in flight and they wait for
     it, while batches never wait for one another here. Everyone takes them in the same
     order, and before any row lock, so this adds no cycle."""
-    ids = sorted({int(i) for i in repository_ids if i is not None})
-    if not ids or not is_postgres():
-        return
-    function = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
-    db.execute_sql(
-        f"SELECT {function}(hashtext('repository'), id) "
-        "FROM (SELECT unnest(%s::int[]) AS id ORDER BY 1) AS repositories",
-        (ids,),
+    advisory_locks(
+        "repository", [int(i) for i in repository_ids if i is not None], exclusive=exclusive
     )
 
 

@@ -27,10 +27,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import NamedTuple
 
-from shared.database import db
 from shared.models import AuthorEmail, Commit, Repository, User, UserEmail, utcnow
 from shared.outbox import MessageRejected
-from shared.sql import distinct_from, insert_rows, is_postgres
+from shared.sql import advisory_locks, distinct_from, insert_rows, is_postgres
 
 TOPIC = "user_emails.changed"  # accounts -> activity: a person's addresses or claims changed
 
@@ -80,17 +79,8 @@ def owners(pairs: Iterable[tuple[str, int | None]]) -> dict[tuple[str, int | Non
 
 def _lock_addresses(emails: Iterable[str], *, shared: bool) -> None:
     """Until the transaction ends: reading the claims of addresses (shared) against changing
-    them (exclusive); PostgreSQL advisory locks, taken in order (SQLite writers are
-    serialized already)."""
-    emails = sorted(set(emails))
-    if not emails or not is_postgres():
-        return
-    function = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
-    db.execute_sql(
-        f"SELECT {function}(hashtext('author_email'), hashtext(e)) "
-        "FROM (SELECT unnest(%s::text[]) AS e ORDER BY 1) AS addresses",
-        (emails,),
-    )
+    them (exclusive)."""
+    advisory_locks("author_email", emails, exclusive=not shared)
 
 
 def _stored(organization_id: int, emails: list[str]) -> dict[str, AuthorEmail]:
