@@ -57,35 +57,30 @@ import copy
 import datetime as dt
 import hashlib
 import json
+from dataclasses import dataclass
 
 import pytest
 
-from services.accounts import logic as accounts_logic
 from services.metrics import engine
-from services.metrics.logic import RECOMPUTE_QUEUE, run_recompute_job
-from shared import crypto
 from shared.models import (
     DeveloperMetric,
     Event,
     EventStatus,
     Issue,
-    Job,
     Organization,
     PullRequest,
-    Repository,
     RepositoryStats,
-    Role,
     TeamMetric,
     User,
-    UserOrganization,
-    utcnow,
 )
-from shared.web.auth import IntrospectionClient
-from shared.worker import run_batch
-from tests.helpers import INTERNAL_TOKEN
-from tests.services.test_signin import sign_in
+from tests.services.test_commit_authors import (  # the services, and their fixtures
+    World,
+    full_recompute_equals_incremental,
+    viewer,  # noqa: F401
+    world,  # noqa: F401
+)
 from tests.services.test_webhook_fast_path import APP_SECRET, ping_of
-from tests.services.test_webhooks import SAMPLES, SECRET, deliver, drain, sign
+from tests.services.test_webhooks import SAMPLES, deliver, drain, sign
 
 D = dt.date
 REPOSITORY_ID = 186853002  # Codertocat/Hello-World in every sample used here
@@ -548,9 +543,12 @@ def open_issues_on(day: D) -> int:
 # The pipeline -------------------------------------------------------------------------
 
 
-class Traffic:
-    def __init__(self, org, activity, metrics, token):
-        self.org, self.activity, self.metrics, self.token = org, activity, metrics, token
+@dataclass
+class Traffic(World):
+    """The services of test_commit_authors' World, fed any GitHub event, not only pushes;
+    `token` is a VIEWER's session."""
+
+    token: str = ""
 
     def round(self, deliveries) -> None:
         """Deliver, process (the events worker), then deliver the outbox's messages to
@@ -561,74 +559,26 @@ class Traffic:
         drain()
         failed = Event.select().where(Event.status != EventStatus.PROCESSED)
         assert not failed.exists(), [(e.event_type, e.status, e.last_error) for e in failed]
-
-        def to_inbox(job):
-            message = job.payload
-            client = {"metrics": self.metrics, "activity": self.activity}.get(
-                message["destination"]
-            )
-            if client is None:
-                return  # the notifications service is not part of this test
-            response = client.post(
-                "/internal/v1/messages",
-                json={k: message[k] for k in ("id", "topic", "payload")},
-                headers={"Authorization": f"Bearer {INTERNAL_TOKEN}"},
-            )
-            assert response.status_code == 200, response.json
-
-        while run_batch("outbox", to_inbox, "traffic-outbox", limit=50) + run_batch(
-            RECOMPUTE_QUEUE, run_recompute_job, "traffic-recompute", limit=10
-        ):
-            pass
-        unfinished = Job.select().where(
-            Job.queue.in_(["outbox", RECOMPUTE_QUEUE]) & (Job.status != "DONE")
-        )
-        assert not unfinished.exists(), [(j.queue, j.last_error) for j in unfinished]
+        self.deliver_outbox_and_recompute()
 
     def developer_table(self) -> list[tuple]:
         """(day, login, unlinked, commits) of `/metrics/developers` by day."""
-        response = self.metrics.get(
-            f"/api/v1/orgs/{self.org.slug}/metrics/developers",
-            query_string={"from": FIRST_DAY, "to": LAST_STORY_DAY, "granularity": "day"},
-            headers={"Authorization": f"Bearer {self.token}"},
+        rows = self.get(
+            self.token,
+            "developers",
+            **{"from": FIRST_DAY, "to": LAST_STORY_DAY, "granularity": "day"},
         )
-        assert response.status_code == 200, response.json
-        return [
-            (r["period_start"], r["user"]["login"], r["unlinked"], r["commits"])
-            for r in response.json
-        ]
+        return [(r["period_start"], r["user"]["login"], r["unlinked"], r["commits"]) for r in rows]
 
 
 @pytest.fixture
-def traffic(tx, accounts_client, fake_github, monkeypatch):
-    from services.activity import create_app as activity_app
-    from services.metrics import create_app as metrics_app
-
-    # The GitHub App's secret signs App and organization-hook pings; the repository's own
-    # webhook secret signs its deliveries.
+def traffic(world, viewer, monkeypatch) -> Traffic:  # noqa: F811 - the imported fixtures
+    """test_commit_authors' services and Hello-World repository, read by a VIEWER; the
+    GitHub App's secret signs App and organization-hook pings (the repository's own secret
+    signs its deliveries)."""
     monkeypatch.setenv("GITHUB_WEBHOOK_SECRET", APP_SECRET)
-    monkeypatch.setenv("INTERNAL_API_TOKEN", INTERNAL_TOKEN)
-    org = Organization.create(name="Traffic", slug="traffic", plan="PRO")
-    Repository.create(
-        organization=org,
-        github_id=REPOSITORY_ID,
-        full_name="Codertocat/Hello-World",
-        default_branch="master",
-        webhook_secret_encrypted=crypto.encrypt(SECRET),
-        verified_at=utcnow(),  # GitHub's API confirmed it
-    )
-    config = {"TESTING": True, "DATABASE": tx}
-    metrics = metrics_app(config)
-    # Tokens are resolved by the accounts service's own logic (in-process, no HTTP hop).
-    metrics.extensions["devmetrics"]["resolve_token"] = IntrospectionClient(
-        0, introspect=accounts_logic.introspect
-    )
-    signed = sign_in(accounts_client, fake_github, "viewer-code", "viewer-gh", 7100, "Viewer")
-    assert signed.status_code == 200, signed.json
-    viewer = User.get(User.github_id == 7100)
-    UserOrganization.create(user=viewer, organization=org, role=Role.VIEWER)
     return Traffic(
-        org, activity_app(config).test_client(), metrics.test_client(), signed.json["token"]
+        world.org, world.repo, world.accounts, world.activity, world.metrics, token=viewer
     )
 
 
@@ -641,19 +591,6 @@ def ping(traffic: Traffic, level: str) -> None:
     )
     assert response.status_code == 200, response.json
     assert response.json["status"] == "pong"
-
-
-def dump() -> dict:
-    def rows(query):
-        return [{k: v for k, v in r.items() if k not in ("id", "computed_at")} for r in query]
-
-    return {
-        "team": rows(TeamMetric.select().order_by(TeamMetric.date).dicts()),
-        "developers": rows(
-            DeveloperMetric.select().order_by(DeveloperMetric.user, DeveloperMetric.date).dicts()
-        ),
-        "repositories": rows(RepositoryStats.select().order_by(RepositoryStats.date).dicts()),
-    }
 
 
 def assert_hand_computed(org: Organization) -> None:
@@ -754,8 +691,4 @@ def test_three_weeks_of_traffic_give_the_hand_computed_daily_rows(traffic, tx):
     ]
 
     # The incremental result is what a full recompute from the activity alone gives.
-    incremental = dump()
-    for model in (TeamMetric, DeveloperMetric, RepositoryStats):
-        model.delete().execute()
-    engine.recompute_full(traffic.org.id)
-    assert dump() == incremental
+    assert full_recompute_equals_incremental(traffic.org)
