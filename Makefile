@@ -46,6 +46,7 @@ down:
 	docker compose down
 
 test: install
+	$(MAKE) --no-print-directory lint
 	$(MAKE) --no-print-directory test-postgres
 	$(MAKE) --no-print-directory test-sqlite
 	$(MAKE) --no-print-directory bench-quick
@@ -96,6 +97,7 @@ bench-tools:
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 format: install
 	$(BIN)/ruff check --fix .

@@ -7,7 +7,7 @@ What runs: realistic events built from the real payloads in ../shared/github-web
 deterministically: repositories of one organization, PR and issue numbers, shas, logins,
 times over a year) are stored the way `POST /webhooks/github` stores them (an `events` row,
 PENDING, plus its `event_deliveries` row, through the same models), in bulk and untimed.
-Then the `events` worker's own batch function (`shared.worker.batch_for("events")`, i.e.
+Then the `events` worker's own batch function (`devmetrics.workers.batch_for("events")`, i.e.
 `processing.process_batch`) runs in this process, batch after batch at the worker's batch
 size, until nothing is left: exactly what `devmetrics worker events` loops over, without a
 subprocess's start-up and idle polling in the timing (one worker: the machine has two cores
@@ -576,14 +576,14 @@ def store_events(url: str, factory: EventFactory, events) -> int:
 
 
 def worker_batch_size() -> int:
-    from shared import worker
+    from devmetrics import workers as worker
 
     return getattr(worker, "BATCH_SIZES", {}).get("events", getattr(worker, "BATCH_SIZE", 10))
 
 
 def process_all(url: str) -> dict:
     """Run the `events` worker's batch function until no event is due; time it."""
-    from shared import worker
+    from devmetrics import workers as worker
     from shared.models import Event, EventStatus
 
     database = connect_db(url)

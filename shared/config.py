@@ -185,7 +185,7 @@ class Settings:
     notifications_backoff_seconds: float = 30.0  # first retry; doubles per attempt, jittered
     notifications_max_backoff_seconds: float = 3600.0
     notifications_lease_seconds: int = 300
-    # Retention (shared/retention.py): defaults an organization's settings may override
+    # Retention (devmetrics/retention.py): defaults an organization's settings may override
     # within the same bounds (RETENTION_BOUNDS); metric tables are kept forever.
     retention_events_days: int = 90
     retention_activity_days: int = 365

@@ -15,6 +15,8 @@ import peewee
 from playhouse.db_url import parseresult_to_dict
 from playhouse.pool import PooledPostgresqlDatabase
 
+from shared.sqlite_functions import register_sqlite_functions
+
 db = peewee.DatabaseProxy()
 
 SQLITE_PRAGMAS = {
@@ -127,8 +129,6 @@ def open_database(url: str, pool_min: int = 1, pool_max: int = 10) -> peewee.Dat
         kwargs = parseresult_to_dict(parsed)
         kwargs.pop("database", None)
         database = peewee.SqliteDatabase(path or ":memory:", pragmas=SQLITE_PRAGMAS, **kwargs)
-        from shared.sql import register_sqlite_functions  # imports this module
-
         register_sqlite_functions(database)
         return database
 

@@ -2,15 +2,14 @@
 set-based on both: percentiles, epoch seconds, calendar days, null-safe comparison.
 
 On SQLite the missing functions (`percentile_cont`, `epoch`) are registered on every
-connection by `register_sqlite_functions` (see shared.database.open_database); they give
-the values PostgreSQL's built-ins give.
+connection (shared/sqlite_functions.py, by shared.database.open_database); they give the
+values PostgreSQL's built-ins give.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import io
-import math
 import re
 import weakref
 from contextlib import contextmanager
@@ -119,48 +118,6 @@ def as_date(value) -> dt.date | None:
     if value is None or isinstance(value, dt.date):
         return value
     return dt.date.fromisoformat(str(value)[:10])
-
-
-# SQLite implementations ------------------------------------------------------------
-
-
-class PercentileCont:
-    """PostgreSQL's percentile_cont for SQLite: rank = fraction * (n - 1), interpolated."""
-
-    def __init__(self):
-        self.values: list[float] = []
-        self.fraction = None
-
-    def step(self, value, fraction):
-        self.fraction = fraction
-        if value is not None:
-            self.values.append(float(value))
-
-    def finalize(self):
-        return percentile_cont(self.values, self.fraction)
-
-
-def percentile_cont(values, fraction) -> float | None:
-    if not values or fraction is None:
-        return None
-    ordered = sorted(values)
-    rank = float(fraction) * (len(ordered) - 1)
-    low, high = math.floor(rank), math.ceil(rank)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
-
-
-def sqlite_epoch(value) -> float | None:
-    if value is None:
-        return None
-    parsed = dt.datetime.fromisoformat(str(value))
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=dt.UTC)
-    return parsed.timestamp()
-
-
-def register_sqlite_functions(database: pw.SqliteDatabase) -> None:
-    database.register_aggregate(PercentileCont, "percentile_cont", 2)
-    database.register_function(sqlite_epoch, "epoch", 1, deterministic=True)
 
 
 def json_array_contains(field, value: str):

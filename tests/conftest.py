@@ -157,7 +157,7 @@ def tx(migrated_database):
 
 @pytest.fixture
 def seeded(tx):
-    from shared.seed import seed
+    from devmetrics.seed import seed
 
     seed()
     return tx

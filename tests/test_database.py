@@ -16,7 +16,7 @@ def test_default_is_an_embedded_sqlite_file_in_the_working_directory(tmp_path):
     assert settings.database_url == DEFAULT_DATABASE_URL == "sqlite:///devmetrics.db"
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     result = subprocess.run(
-        [sys.executable, "-m", "shared.cli", "db", "migrate"],
+        [sys.executable, "-m", "devmetrics.cli", "db", "migrate"],
         cwd=tmp_path,
         env={**env, "PYTHONPATH": str(ROOT)},
         capture_output=True,

@@ -19,8 +19,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from devmetrics import workers as worker
 from services.notifications import channels, delivery
-from shared import worker
 from shared.crypto import encrypt
 from shared.models import NotificationLog, NotificationRule, Organization, utcnow
 from tests.receivers import Answer, HttpReceiver, SmtpReceiver

@@ -1,6 +1,6 @@
 """The scheduled pass (services/notifications/schedule.py) on the seed, at fixed moments.
 
-The seed (shared/seed.py, tests/test_seed_metrics.py): days d0 = 2026-11-02 (a Monday) and
+The seed (devmetrics/seed.py, tests/test_seed_metrics.py): days d0 = 2026-11-02 (a Monday) and
 d1 = 2026-11-03 (UTC), org settings {"timezone": "UTC", "digest_hour": 9}. Open pull
 requests: techcorp/api-server#2 (charlie, ready d1 11:00, CONFIDENTIAL repository),
 techcorp/web-dashboard#2 (charlie, ready d1 09:00, INTERNAL), startup-inc/mobile-app#2 (bob,
@@ -13,8 +13,8 @@ import datetime as dt
 
 import pytest
 
+from devmetrics import workers as worker
 from services.notifications import logic, schedule
-from shared import worker
 from shared.models import (
     DeliveryStatus,
     NotificationLog,

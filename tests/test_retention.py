@@ -7,7 +7,9 @@ import datetime as dt
 import peewee as pw
 import pytest
 
-from shared import partitions, retention, worker
+from devmetrics import retention
+from devmetrics import workers as worker
+from shared import partitions
 from shared.config import RETENTION_BOUNDS, ConfigError, Settings
 from shared.models import (
     AIReview,
@@ -330,7 +332,7 @@ def test_the_database_never_deletes_an_audit_entry_younger_than_the_least_policy
 
 
 def test_daily_pass_runs_once_a_day(seeded, monkeypatch):
-    assert worker.WORKERS["retention"] == ("shared.retention:scheduled_batch", None)
+    assert worker.WORKERS["retention"] == ("devmetrics.retention:scheduled_batch", None)
     monkeypatch.setattr(retention, "_last_schedule", 0.0)
     make_old_rows(utcnow())
 

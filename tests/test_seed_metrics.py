@@ -1,5 +1,5 @@
 """The seed's metrics, computed by the engine, against values worked out by hand from the
-seed's tables (shared/seed.py). Days: d0 = 2026-11-02, d1 = 2026-11-03 (UTC)."""
+seed's tables (devmetrics/seed.py). Days: d0 = 2026-11-02, d1 = 2026-11-03 (UTC)."""
 
 from __future__ import annotations
 

@@ -12,6 +12,9 @@ from pathlib import Path
 import pytest
 import requests
 
+from devmetrics.studio import create_studio_app
+from devmetrics.studio.signin import local_path
+from devmetrics.studio.views import endpoint_of
 from shared.models import (
     MODELS,
     ApiKey,
@@ -22,9 +25,6 @@ from shared.models import (
     RepositoryStats,
     User,
 )
-from shared.studio import create_studio_app
-from shared.studio.signin import local_path
-from shared.studio.views import endpoint_of
 from tests.conftest import DEVMETRICS, run_cli
 from tests.helpers import free_port, stop, wait_until
 

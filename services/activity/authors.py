@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import NamedTuple
 
+from services.activity.changes import Changes
 from shared.models import AuthorEmail, Commit, Repository, User, UserEmail, utcnow
 from shared.outbox import MessageRejected
 from shared.sql import advisory_locks, distinct_from, insert_rows, is_postgres
@@ -254,8 +255,6 @@ def on_user_emails_changed(payload: dict, message_id: str) -> None:
     """Inbox handler for `user_emails.changed` {user_id, emails}: a person's addresses or
     claims changed (accounts); their commits are re-attributed and the metrics service is
     told the days that changed."""
-    from services.activity.processing import Changes  # processing imports this module
-
     try:
         emails = payload["emails"]
         if not isinstance(emails, list) or not all(isinstance(e, str) for e in emails):

@@ -53,10 +53,10 @@ from shared.sql import (
     day_of,
     is_postgres,
     percentile,
-    percentile_cont,
     raw_rows,
     seconds_between,
 )
+from shared.sqlite_functions import percentile_cont
 
 GRANULARITIES = ("day", "week", "month")
 DAY_S = 86_400

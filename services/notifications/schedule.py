@@ -19,7 +19,7 @@ pull request), `metric.threshold:<day>[:<user id>]` (once per day and subject),
 
 A digest is due from its hour until the end of that local day (Monday for the weekly one),
 so a pass missed while the worker was down catches up the same day. The `notify-schedule`
-worker (shared/worker.py) runs the pass at most once a minute per process.
+worker (devmetrics/workers.py) runs the pass at most once a minute per process.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import logging
 import time
 import zoneinfo
 
-from services.metrics.periods import Period, dora, team_rollup
+from services.metrics.api import Period, dora, team_rollup
 from services.notifications.conditions import OPERATORS, matches
 from services.notifications.logic import SCHEDULED_TRIGGERS, create_log
 from shared.config import Settings

@@ -179,7 +179,7 @@ def test_nul_in_a_header_is_a_422_naming_it_in_the_apps_themselves(seeded):
     import services.accounts
     import services.activity
     import services.metrics
-    from shared.cli.login_link import create_login_link
+    from devmetrics.cli.login_link import create_login_link
     from shared.models import User
 
     clients = {

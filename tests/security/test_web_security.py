@@ -20,8 +20,8 @@ def session_cookie_of(response) -> str:
 
 @pytest.mark.parametrize("environment, secure", [("development", False), ("staging", True)])
 def test_session_cookie_flags(seeded, monkeypatch, environment, secure):
+    from devmetrics.cli.login_link import create_login_link
     from services.accounts import create_app
-    from shared.cli.login_link import create_login_link
     from shared.models import User
 
     monkeypatch.setenv("DEVMETRICS_ENV", environment)

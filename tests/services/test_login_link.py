@@ -10,9 +10,9 @@ from urllib.parse import parse_qs, quote, urlsplit
 import pytest
 import requests
 
+from devmetrics.cli.login_link import create_login_link
 from services.accounts import logic
 from shared import crypto
-from shared.cli.login_link import create_login_link
 from shared.config import Settings
 from shared.errors import NotFound
 from shared.models import AuditLog, LoginLink, Session, User

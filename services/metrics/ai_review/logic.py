@@ -206,7 +206,7 @@ def publish_completed(review: AIReview, pr: PullRequest, repo: Repository) -> No
 def _github_files(pr: PullRequest, repo: Repository, *, final_attempt: bool):
     """GitHub's file list of the pull request, or None with the reason; a GitHub outage
     fails the job (retried) until its last attempt, which settles for the totals."""
-    from services.activity.github_access import repository_token, status_of
+    from services.activity.api import repository_token, status_of
 
     totals = "Based on the pull request's totals only"
     token = repository_token(repo)

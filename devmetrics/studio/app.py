@@ -11,10 +11,10 @@ import secrets
 from flask import Flask, redirect, render_template_string, request, session, url_for
 from flask_admin import Admin, AdminIndexView, expose
 
+from devmetrics.studio.signin import DEFAULT_SIGN_IN_LIMIT, FailedSignIns, local_path
+from devmetrics.studio.views import StudioModelView, link_relations
 from shared.database import db
 from shared.models import MODELS
-from shared.studio.signin import DEFAULT_SIGN_IN_LIMIT, FailedSignIns, local_path
-from shared.studio.views import StudioModelView, link_relations
 
 LOGIN_PAGE = """<!doctype html>
 <title>DevMetrics Studio: sign in</title>

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from shared import worker
-from shared.cli.common import fail, with_database
+from devmetrics import workers
+from devmetrics.cli.common import fail, with_database
 from shared.config import Settings
 from shared.observability import configure_logging, serve_metrics
 from shared.startup import check_worker_settings
@@ -31,8 +31,8 @@ from shared.startup import check_worker_settings
 @with_database
 def worker_cmd(settings: Settings, name, once, poll, metrics_port, metrics_host):
     """Claim and run jobs of one queue (several workers may run at once)."""
-    if name not in worker.WORKERS:
-        fail(f"unknown worker {name!r} (known: {', '.join(sorted(worker.WORKERS))})")
+    if name not in workers.WORKERS:
+        fail(f"unknown worker {name!r} (known: {', '.join(sorted(workers.WORKERS))})")
     check_worker_settings(settings)  # a ConfigError is one line naming the setting
     configure_logging(f"worker-{name}", settings.log_level)
     if metrics_port:
@@ -40,4 +40,4 @@ def worker_cmd(settings: Settings, name, once, poll, metrics_port, metrics_host)
             serve_metrics(metrics_host, metrics_port)
         except OSError as exc:
             fail(f"cannot serve metrics on {metrics_host}:{metrics_port}: {exc.strerror}")
-    worker.run(name, once=once, poll_seconds=poll)
+    workers.run(name, once=once, poll_seconds=poll)

@@ -8,7 +8,7 @@ import os
 
 import click
 
-from shared.cli.common import fail, with_database
+from devmetrics.cli.common import fail, with_database
 
 LOOPBACK = "127.0.0.1"
 DEFAULT_PORT = 5555
@@ -38,8 +38,8 @@ def studio_cmd(settings, host: str, port: int, allow_production: bool):
     from limits import parse_many
     from werkzeug.serving import make_server
 
-    from shared.studio import create_studio_app
-    from shared.studio.signin import DEFAULT_SIGN_IN_LIMIT
+    from devmetrics.studio import create_studio_app
+    from devmetrics.studio.signin import DEFAULT_SIGN_IN_LIMIT
 
     sign_in_limit = os.environ.get("STUDIO_SIGN_IN_LIMIT") or DEFAULT_SIGN_IN_LIMIT
     try:

@@ -6,8 +6,8 @@ import click
 from cryptography.fernet import Fernet
 from peewee import chunked
 
+from devmetrics.cli.common import with_database
 from shared import crypto
-from shared.cli.common import with_database
 from shared.database import db
 from shared.models import NotificationRule, Repository, User
 

@@ -9,8 +9,8 @@ import time
 
 import click
 
+from devmetrics.cli.common import fail, with_database, with_owner_database
 from shared import migrations, roles, schema
-from shared.cli.common import fail, with_database, with_owner_database
 from shared.database import backend_name, db, redact_url, server_version
 from shared.models import MODELS, Organization
 
@@ -181,7 +181,7 @@ def drop_all_tables(database) -> int:
 @with_database
 def seed_cmd(settings, if_empty):
     """Load the demo data set (idempotent: a second run changes nothing)."""
-    from shared.seed import seed
+    from devmetrics.seed import seed
 
     ok, reason = migrations.is_up_to_date(db.obj)
     if not ok:

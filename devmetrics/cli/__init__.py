@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import click
 
-from shared.cli.apikey import apikey_group
-from shared.cli.backfill import backfill_cmd
-from shared.cli.db import db_group
-from shared.cli.events import events_group
-from shared.cli.keys import keys_group
-from shared.cli.login_link import login_link_cmd
-from shared.cli.metrics import metrics_group
-from shared.cli.retention import retention_group
-from shared.cli.studio import studio_cmd
-from shared.cli.worker import worker_cmd
+from devmetrics.cli.apikey import apikey_group
+from devmetrics.cli.backfill import backfill_cmd
+from devmetrics.cli.db import db_group
+from devmetrics.cli.events import events_group
+from devmetrics.cli.keys import keys_group
+from devmetrics.cli.login_link import login_link_cmd
+from devmetrics.cli.metrics import metrics_group
+from devmetrics.cli.retention import retention_group
+from devmetrics.cli.studio import studio_cmd
+from devmetrics.cli.worker import worker_cmd
 
 
 @click.group()

@@ -10,8 +10,8 @@ from urllib.parse import quote
 import click
 import peewee as pw
 
+from devmetrics.cli.common import fail, with_database
 from shared import crypto
-from shared.cli.common import fail, with_database
 from shared.database import db
 from shared.models import LoginLink, Organization, User, UserOrganization, utcnow
 

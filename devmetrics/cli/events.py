@@ -6,7 +6,7 @@ import datetime as dt
 
 import click
 
-from shared.cli.common import fail, with_database
+from devmetrics.cli.common import fail, with_database
 from shared.models import EventStatus, Repository
 
 

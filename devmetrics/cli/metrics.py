@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from shared.cli.common import fail, with_database
+from devmetrics.cli.common import fail, with_database
 from shared.models import Organization
 
 

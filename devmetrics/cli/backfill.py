@@ -8,7 +8,7 @@ import os
 import click
 import peewee as pw
 
-from shared.cli.common import fail, with_database
+from devmetrics.cli.common import fail, with_database
 from shared.models import Organization, Repository
 
 

@@ -1,0 +1,3 @@
+from devmetrics.cli import main
+
+main()
