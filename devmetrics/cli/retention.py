@@ -18,7 +18,7 @@ def retention_group():
 def run_cmd(settings, dry_run):
     """Delete expired events, activity and audit entries in bounded batches, printing the
     rows per table and organization. Metric tables are never touched."""
-    from shared import retention
+    from devmetrics import retention
 
     report = retention.run(dry_run=dry_run, settings=settings)
     for line in report.lines():
