@@ -45,6 +45,7 @@ from shared.models import (
     Review,
     utcnow,
 )
+from shared.tenant_settings import settings_of
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ NO_ORGANIZATION = "-"
 
 def _days(organization: Organization | None, setting: str | None, kind: str, default: int):
     """The organization's setting when it is a whole number, clamped to the bounds."""
-    value = (organization.settings or {}).get(setting) if organization and setting else None
+    value = settings_of(organization).get(setting) if setting else None
     if not isinstance(value, int) or isinstance(value, bool):
         return default
     low, high = RETENTION_BOUNDS[kind]

@@ -18,7 +18,7 @@ PACKAGES = ("devmetrics", "services", "shared")
 
 def lint_imports(tree: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [str(LINT_IMPORTS), "--config", str(tree / "pyproject.toml"), "--no-cache"],
+        [str(LINT_IMPORTS), str(tree / "pyproject.toml"), "--no-cache"],
         cwd=tree,
         capture_output=True,
         text=True,

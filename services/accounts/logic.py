@@ -42,6 +42,7 @@ from shared.models import (
     utcnow,
 )
 from shared.permissions import ROLE_RANK, SCOPES, Principal, scopes_beyond
+from shared.tenant_settings import settings_of
 
 LAST_USED_RESOLUTION = dt.timedelta(minutes=1)  # at most one write a minute per key/session
 INACTIVE = {"active": False}
@@ -595,7 +596,7 @@ def update_organization(org: Organization, principal: Principal, changes: dict) 
             )
             org.name = changes["name"]
         if "settings" in changes:
-            merged = {**(org.settings or {}), **changes["settings"]}
+            merged = {**settings_of(org), **changes["settings"]}
             if merged != org.settings:
                 audit.record(
                     "organization.settings_changed",

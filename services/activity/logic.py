@@ -39,6 +39,7 @@ from shared.models import (
     utcnow,
 )
 from shared.sql import PreparedStatement, is_postgres
+from shared.tenant_settings import settings_of
 
 # The X-GitHub-* headers kept with each event (the rest of the request is not needed).
 KEPT_HEADERS = (
@@ -183,7 +184,7 @@ def update_sensitivity(repo: Repository, sensitivity) -> Repository:
 
 def update_settings(repo: Repository, settings: dict) -> Repository:
     with db.atomic():
-        repo.settings = {**(repo.settings or {}), **settings}
+        repo.settings = {**settings_of(repo), **settings}
         repo.save()
         audit.record(
             "repository.settings_changed",

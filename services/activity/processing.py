@@ -23,7 +23,7 @@ import psycopg2.extras
 
 from services.activity import authors
 from services.activity.changes import Changes
-from shared import fastjson, jobs
+from shared import fastjson, jobs, tenant_settings
 from shared.database import db
 from shared.models import (
     Commit,
@@ -62,7 +62,6 @@ TERMINAL_DEPLOYMENT_STATES = {
 }
 FAILED_DEPLOYMENT_STATES = {DeploymentState.FAILURE, DeploymentState.ERROR}
 PUSH_COMMIT_CAP = 2048  # a push payload lists at most this many commits
-DEFAULT_PRODUCTION_ENVIRONMENTS = ("production", "prod")
 REVERT_BRANCH = re.compile(r"^revert-(\d+)-")
 # Pull request actions that put new code up for review (an AI review is asked for).
 REVIEWED_ACTIONS = {"opened", "reopened", "synchronize", "ready_for_review"}
@@ -393,8 +392,7 @@ def org_settings(repo: Repository) -> dict:
 
 
 def is_production(repo: Repository, environment: str) -> bool:
-    wanted = org_settings(repo).get("production_environments") or DEFAULT_PRODUCTION_ENVIRONMENTS
-    return environment.lower() in {e.lower() for e in wanted}
+    return tenant_settings.is_production(org_settings(repo), environment)
 
 
 # Handlers -----------------------------------------------------------------------------
@@ -1055,8 +1053,7 @@ def handle_workflow_run(event: Event, repo: Repository, payload: dict, changes: 
     (`workflow:<name or file>`) are deployments; the metrics keep those on the default
     branch."""
     run = payload["workflow_run"]
-    source = (repo.settings or {}).get("deployment_source") or ""
-    wanted = source.removeprefix("workflow:") if source.startswith("workflow:") else None
+    _kind, wanted = tenant_settings.deployment_source(repo)
     path = (payload.get("workflow") or {}).get("path") or run.get("path") or ""
     names = {run.get("name"), path, path.rsplit("/", 1)[-1]} - {None, ""}
     if event.action != "completed" or wanted not in names:

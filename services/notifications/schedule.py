@@ -32,6 +32,7 @@ import zoneinfo
 from services.metrics.api import Period, dora, team_rollup
 from services.notifications.conditions import OPERATORS, matches
 from services.notifications.logic import SCHEDULED_TRIGGERS, create_log
+from shared import tenant_settings
 from shared.config import Settings
 from shared.database import db
 from shared.models import (
@@ -50,7 +51,6 @@ from shared.models import (
 log = logging.getLogger(__name__)
 
 SCHEDULE_EVERY_SECONDS = 60
-DEFAULT_DIGEST_HOUR = 9
 DAY = dt.timedelta(days=1)
 
 
@@ -239,18 +239,18 @@ def crossed_thresholds(rule, now: dt.datetime, settings: Settings):
 
 
 def org_zone(organization: Organization) -> zoneinfo.ZoneInfo:
-    name = (organization.settings or {}).get("timezone") or "UTC"
+    name = tenant_settings.timezone_name(organization)
     try:
         return zoneinfo.ZoneInfo(name)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         log.warning("unknown time zone, using UTC", extra={"organization_id": organization.id})
-        return zoneinfo.ZoneInfo("UTC")
+        return zoneinfo.ZoneInfo(tenant_settings.DEFAULT_TIMEZONE)
 
 
 def digest_hour(rule: NotificationRule) -> int:
     hour = (rule.params or {}).get("hour")
     if hour is None:
-        hour = (rule.organization.settings or {}).get("digest_hour", DEFAULT_DIGEST_HOUR)
+        hour = tenant_settings.digest_hour(rule.organization)
     return int(hour)
 
 

@@ -34,6 +34,7 @@ from shared.models import (
     Sensitivity,
 )
 from shared.outbox import MessageRejected
+from shared.tenant_settings import settings_of
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ JOB_ATTEMPTS = 5
 
 
 def provider_for(organization: Organization, settings: Settings) -> str:
-    chosen = (organization.settings or {}).get("ai_review_provider") or settings.ai_review_provider
+    chosen = settings_of(organization).get("ai_review_provider") or settings.ai_review_provider
     if chosen == LLM and settings.ai_review_url:
         return LLM
     return HEURISTIC

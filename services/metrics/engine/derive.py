@@ -41,9 +41,8 @@ from shared.sql import (
     seconds_between,
     without_bitmap_scans,
 )
+from shared.tenant_settings import deployment_source, incident_label, production_environments
 
-DEFAULT_PRODUCTION_ENVIRONMENTS = ("production", "prod")
-DEFAULT_INCIDENT_LABEL = "incident"
 # Open bounds of a time range, as stored (naive UTC).
 BEGINNING = dt.datetime(1970, 1, 1)
 END_OF_TIME = dt.datetime(9999, 12, 31)
@@ -64,23 +63,6 @@ class Derived:
                 self.days.add(moment.date())  # naive UTC, as PostgreSQL returns it
             elif moment is not None:
                 self.days.add(PullRequest.created_at.python_value(moment).date())
-
-
-def deployment_source(repo: Repository) -> tuple[str, str | None]:
-    """("deployments" | "merges" | "workflow", workflow name)."""
-    source = (repo.settings or {}).get("deployment_source") or "deployments"
-    if source.startswith("workflow:"):
-        return "workflow", source.removeprefix("workflow:")
-    return ("merges" if source == "merges" else "deployments"), None
-
-
-def production_environments(org: Organization) -> list[str]:
-    wanted = (org.settings or {}).get("production_environments")
-    return sorted({e.lower() for e in (wanted or DEFAULT_PRODUCTION_ENVIRONMENTS)})
-
-
-def incident_label(org: Organization) -> str:
-    return (org.settings or {}).get("incident_label") or DEFAULT_INCIDENT_LABEL
 
 
 # Production deployments ---------------------------------------------------------------
