@@ -41,6 +41,7 @@ from shared.models import (
     Review,
     ReviewKind,
     User,
+    by_another_human,
     utcnow,
 )
 from shared.observability import EVENTS_DEAD
@@ -702,16 +703,7 @@ def refresh_review_times_of(pull_request_ids) -> None:
         return
     r = Review.alias("r")
     live = (r.pull_request == PullRequest.id) & r.deleted_at.is_null()
-    by_others = (
-        live
-        & (r.reviewer_is_bot == False)  # noqa: E712
-        & (
-            PullRequest.author_login.is_null()
-            | (PullRequest.author_login == "")
-            | r.reviewer_login.is_null()
-            | (pw.fn.LOWER(r.reviewer_login) != pw.fn.LOWER(PullRequest.author_login))
-        )
-    )
+    by_others = live & by_another_human(r, PullRequest)
 
     def first(condition):
         return r.select(pw.fn.MIN(r.submitted_at)).where(by_others & condition)

@@ -47,6 +47,7 @@ from shared.models import (
     ReviewKind,
     TeamMetric,
     User,
+    by_another_human,
 )
 from shared.sql import (
     as_date,
@@ -239,12 +240,7 @@ def _people_query(scope: Scope, period: Period, granularity: str, commits_only, 
             (Review.organization == organization)
             & (Review.kind == ReviewKind.REVIEW)
             & period.contains(Review.submitted_at)
-            & (Review.reviewer_is_bot == False)  # noqa: E712
-            & (
-                reviewed.author_login.is_null()
-                | Review.reviewer_login.is_null()
-                | (fn.LOWER(Review.reviewer_login) != fn.LOWER(reviewed.author_login))
-            )
+            & by_another_human(Review, reviewed)
         )
     )
     commits = scope.where(commits, Commit.repository)
@@ -646,11 +642,7 @@ def _developer_activity_figures(scope: Scope) -> list[_Figures]:
         )
         return scope.where(query, reviewed.repository)
 
-    of_others = (
-        reviewed.author_login.is_null()
-        | Review.reviewer_login.is_null()
-        | (fn.LOWER(Review.reviewer_login) != fn.LOWER(reviewed.author_login))
-    )
+    of_others = by_another_human(Review, reviewed)
     issues = Issue.select().where(
         (Issue.organization == organization) & human_issue() & Issue.author.is_null(False)
     )

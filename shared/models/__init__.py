@@ -17,6 +17,7 @@ from shared.models.activity import (
     PullRequest,
     PullRequestCommit,
     Review,
+    by_another_human,
 )
 from shared.models.base import BaseModel, utcnow
 from shared.models.core import Invitation, Organization, User, UserEmail, UserOrganization
@@ -69,6 +70,7 @@ MODELS += [UserEmail, AuthorEmail]
 
 __all__ = [m.__name__ for m in MODELS] + [
     "MODELS",
+    "by_another_human",
     "BaseModel",
     "utcnow",
     "Channel",

@@ -310,6 +310,19 @@ class Review(BaseModel):
         )
 
 
+def by_another_human(review=Review, pull_request=PullRequest) -> pw.Expression:
+    """A review or comment (`review`, Review or an alias) by a human other than the author of
+    `pull_request` (PullRequest or an alias, joined to it): logins compared case-insensitively,
+    an unknown login on either side counting as someone else. The one rule for first-review
+    times (activity), reviews given and active reviewers (metrics)."""
+    return (review.reviewer_is_bot == False) & (  # noqa: E712
+        pull_request.author_login.is_null()
+        | (pull_request.author_login == "")
+        | review.reviewer_login.is_null()
+        | (pw.fn.LOWER(review.reviewer_login) != pw.fn.LOWER(pull_request.author_login))
+    )
+
+
 class Deployment(BaseModel):
     repository = pw.ForeignKeyField(
         Repository, backref="deployments", on_delete="CASCADE", index=False

@@ -28,6 +28,7 @@ from shared.models import (
     Review,
     ReviewKind,
     TeamMetric,
+    by_another_human,
     utcnow,
 )
 from shared.sql import (
@@ -230,11 +231,7 @@ def _reviews(org_id: int, period: Range, figures: Figures) -> None:
         & (Review.reviewer_is_bot == False)  # noqa: E712
         & Review.deleted_at.is_null()
     )
-    on_others = (
-        PullRequest.author_login.is_null()
-        | Review.reviewer_login.is_null()
-        | (reviewer != pw.fn.LOWER(PullRequest.author_login))
-    )
+    on_others = by_another_human(Review, PullRequest)
     for d, repo_id, user_id, login, n, prs in raw_rows(
         Review.select(
             day,
