@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import peewee as pw
 
-from shared import audit, crypto, outbox
+from shared import audit, crypto
 from shared.config import Settings
 from shared.database import db, lock_row, serialized
 from shared.errors import (
@@ -24,6 +24,7 @@ from shared.errors import (
     Unauthorized,
 )
 from shared.github import GitHub
+from shared.messages import UserEmailsChanged
 from shared.models import (
     ApiKey,
     AuditLog,
@@ -259,14 +260,10 @@ def me(user_id: int) -> dict:
 # service (outbox topic `user_emails.changed`), which re-attributes the commits and has the
 # metrics service recompute the days that changed.
 
-USER_EMAILS_CHANGED = "user_emails.changed"
-
 
 def _emails_changed(user_id: int, emails) -> None:
     if emails:
-        outbox.publish(
-            "activity", USER_EMAILS_CHANGED, {"user_id": user_id, "emails": sorted(emails)}
-        )
+        UserEmailsChanged(user_id=user_id, emails=tuple(sorted(emails))).publish()
 
 
 def record_github_emails(user_id: int, verified: list[str]) -> dict:

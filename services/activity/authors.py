@@ -28,11 +28,11 @@ from collections.abc import Iterable
 from typing import NamedTuple
 
 from services.activity.changes import Changes
+from shared.messages import UserEmailsChanged
 from shared.models import AuthorEmail, Commit, Repository, User, UserEmail, utcnow
-from shared.outbox import MessageRejected
 from shared.sql import advisory_locks, distinct_from, insert_rows, is_postgres
 
-TOPIC = "user_emails.changed"  # accounts -> activity: a person's addresses or claims changed
+TOPIC = UserEmailsChanged.topic  # accounts -> activity: a person's addresses or claims changed
 
 
 class Owner(NamedTuple):
@@ -255,12 +255,7 @@ def on_user_emails_changed(payload: dict, message_id: str) -> None:
     """Inbox handler for `user_emails.changed` {user_id, emails}: a person's addresses or
     claims changed (accounts); their commits are re-attributed and the metrics service is
     told the days that changed."""
-    try:
-        emails = payload["emails"]
-        if not isinstance(emails, list) or not all(isinstance(e, str) for e in emails):
-            raise TypeError("emails must be a list of strings")
-    except (KeyError, TypeError) as exc:
-        raise MessageRejected(f"{TOPIC} needs emails, a list of addresses: {exc}") from None
+    emails = list(UserEmailsChanged.from_payload(payload).emails)
     changes = Changes()
     reconsider(emails, changes)
     changes.publish()

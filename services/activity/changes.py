@@ -7,7 +7,8 @@ from __future__ import annotations
 import datetime as dt
 from collections import defaultdict
 
-from shared import outbox
+from shared import messages
+from shared.messages import ActivityChanged, AIReviewRequested, Event
 from shared.models import PullRequest, Repository
 
 
@@ -20,7 +21,7 @@ class Changes:
         # The webhook event types behind each (organization, repository)'s changes, when
         # every change came through `handling` (the backfill's do not: no types are sent).
         self.event_types: dict[tuple[int, int], set[str]] = defaultdict(set)
-        self.events: dict[str, dict] = {}  # event key -> message for the notifications service
+        self.events: dict[str, Event] = {}  # event key -> message for the notifications service
         # (organization, pull request id, head sha) to review for risk (metrics service)
         self.reviews: set[tuple[int, int, str]] = set()
         # Why each event given up on (DEAD) was: counted once the batch commits.
@@ -28,17 +29,12 @@ class Changes:
 
     def notify(self, repo: Repository, event_type: str, key: str, **data):
         """An event the notifications service matches against alert rules."""
-        self.events[key] = {
-            "type": event_type,
-            "organization_id": repo.organization_id,
-            "key": key,
-            "data": {
-                "repository": repo.full_name,
-                "repository_id": repo.id,
-                "sensitivity": str(repo.sensitivity),
-                **data,
-            },
-        }
+        self.events[key] = Event(
+            type=event_type,
+            organization_id=repo.organization_id,
+            key=key,
+            data={**messages.repository_fields(repo), **data},
+        )
 
     def handling(self, repo: Repository, event_type: str) -> None:
         """An event of this type is about to be applied (before its handler, so whatever
@@ -60,36 +56,22 @@ class Changes:
             self.reviews.add((pr.organization_id, pr.id, pr.head_sha))
 
     def publish(self):
-        messages = []
-        for (org_id, repo_id), days in self.days.items():
-            messages.append(
-                (
-                    "metrics",
-                    "activity.changed",
-                    {
-                        "organization_id": org_id,
-                        "repository_id": repo_id,
-                        "dates": sorted(days),
-                        "pull_request_ids": sorted(self.pull_requests.get((org_id, repo_id), ())),
-                        # What the metrics service may narrow its re-derivation by.
-                        **(
-                            {"event_types": sorted(self.event_types[(org_id, repo_id)])}
-                            if self.event_types.get((org_id, repo_id))
-                            else {}
-                        ),
-                    },
-                    org_id,
-                )
+        batch: list[messages.Message] = [
+            ActivityChanged(
+                organization_id=org_id,
+                repository_id=repo_id,
+                dates=tuple(dt.date.fromisoformat(day) for day in sorted(days)),
+                pull_request_ids=tuple(sorted(self.pull_requests.get((org_id, repo_id), ()))),
+                # What the metrics service may narrow its re-derivation by.
+                event_types=tuple(sorted(self.event_types[(org_id, repo_id)]))
+                if self.event_types.get((org_id, repo_id))
+                else None,
             )
-        for event in self.events.values():
-            messages.append(("notifications", "event", event, event["organization_id"]))
-        for org_id, pr_id, head_sha in sorted(self.reviews):
-            messages.append(
-                (
-                    "metrics",
-                    "ai_review.requested",
-                    {"organization_id": org_id, "pull_request_id": pr_id, "head_sha": head_sha},
-                    org_id,
-                )
-            )
-        outbox.publish_many(messages)
+            for (org_id, repo_id), days in self.days.items()
+        ]
+        batch.extend(self.events.values())
+        batch.extend(
+            AIReviewRequested(organization_id=org_id, pull_request_id=pr_id, head_sha=head_sha)
+            for org_id, pr_id, head_sha in sorted(self.reviews)
+        )
+        messages.publish_many(batch)

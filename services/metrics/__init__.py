@@ -3,6 +3,7 @@
 from services.metrics import logic
 from services.metrics.ai_review import logic as ai_review_logic
 from services.metrics.dashboard import dashboard
+from shared import messages
 from shared.web.app import create_service_app
 
 
@@ -15,8 +16,8 @@ def create_app(config=None):
         config,
         blueprints=[team_metrics, ai_reviews],
         message_handlers={
-            "activity.changed": logic.on_activity_changed,
-            "ai_review.requested": ai_review_logic.on_review_requested,
+            messages.ActivityChanged.topic: logic.on_activity_changed,
+            messages.AIReviewRequested.topic: ai_review_logic.on_review_requested,
         },
         description="Daily developer, team and repository metrics; DORA; AI reviews.",
     )

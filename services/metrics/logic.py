@@ -8,8 +8,9 @@ import time
 from services.metrics import engine
 from shared import jobs
 from shared.config import Settings
+from shared.messages import ActivityChanged
 from shared.models import Organization, Repository, utcnow
-from shared.outbox import MessageRejected, PermanentFailure
+from shared.outbox import PermanentFailure
 from shared.worker import run_batch
 
 RECOMPUTE_QUEUE = "recompute"
@@ -19,31 +20,18 @@ def on_activity_changed(payload: dict, message_id: str) -> None:
     """Inbox handler for `activity.changed` {organization_id, repository_id, dates,
     pull_request_ids, event_types (optional: the webhook events behind it)}: one recompute
     job, applied once (the inbox dedupes messages)."""
-    try:
-        org_id = int(payload["organization_id"])
-        repo_id = int(payload["repository_id"])
-        days = sorted({dt.date.fromisoformat(d) for d in payload["dates"]})
-        pr_ids = sorted({int(i) for i in payload.get("pull_request_ids") or []})
-        event_types = payload.get("event_types")
-        if event_types is not None:
-            if not all(isinstance(t, str) for t in event_types):
-                raise ValueError("event_types must be strings")
-            event_types = sorted(set(event_types))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise MessageRejected(
-            "activity.changed needs organization_id, repository_id, ISO dates "
-            f"and pull_request_ids: {exc}"
-        ) from None
+    change = ActivityChanged.from_payload(payload)
+    org_id = change.organization_id
     if not Organization.select().where(Organization.id == org_id).exists():
         return  # the organization was deleted meanwhile: nothing to recompute
     jobs.enqueue(
         RECOMPUTE_QUEUE,
         {
             "organization_id": org_id,
-            "repository_ids": [repo_id],
-            "dates": [d.isoformat() for d in days],
-            "pull_request_ids": pr_ids,
-            **({"event_types": event_types} if event_types is not None else {}),
+            "repository_ids": [change.repository_id],
+            "dates": [d.isoformat() for d in change.dates],
+            "pull_request_ids": list(change.pull_request_ids),
+            **({"event_types": list(change.event_types)} if change.event_types is not None else {}),
         },
         dedupe_key=f"message:{message_id}",
         organization=org_id,

@@ -1,6 +1,7 @@
 """Notifications service (port 8004): alert rules, deliveries, digests."""
 
 from services.notifications import logic
+from shared import messages
 from shared.web.app import create_service_app
 
 
@@ -11,6 +12,6 @@ def create_app(config=None):
         "notifications",
         config,
         blueprints=[rules, logs, events],
-        message_handlers={"event": logic.on_event},
+        message_handlers={messages.Event.topic: logic.on_event},
         description="Alert rules; Slack, webhook and e-mail delivery; digests.",
     )

@@ -17,6 +17,7 @@ from shared import audit, crypto
 from shared.config import Settings
 from shared.database import db
 from shared.errors import Conflict, Invalid, NotFound, Unavailable
+from shared.messages import EVENT_TYPES, Event
 from shared.models import (
     Channel,
     DeliveryStatus,
@@ -25,17 +26,9 @@ from shared.models import (
     Organization,
     utcnow,
 )
-from shared.outbox import MessageRejected
 
-# Events other services send; the other triggers come from the scheduled pass (schedule.py).
-EVENT_TYPES = {
-    "pull_request.opened",
-    "pull_request.merged",
-    "pull_request.review_requested",
-    "deployment.failed",
-    "incident.opened",
-    "ai_review.completed",
-}
+# EVENT_TYPES: the events other services send (shared/messages.py); the other triggers come
+# from the scheduled pass (schedule.py).
 SCHEDULED_TRIGGERS = set(TRIGGERS) - EVENT_TYPES
 # A rule's recent deliveries in these states hold back new ones during its cooldown; a
 # failed one does not (the news never arrived).
@@ -447,17 +440,8 @@ def create_log(
 def on_event(payload: dict, message_id: str) -> list[NotificationLog]:
     """Inbox handler for `event` {type, organization_id, key, data}: one log per matching
     enabled rule of the organization (see create_log); returns the new logs."""
-    try:
-        kind, org_id, key = payload["type"], int(payload["organization_id"]), str(payload["key"])
-        data = dict(payload.get("data") or {})
-    except (KeyError, TypeError, ValueError) as exc:
-        raise MessageRejected(
-            f"an event needs type, organization_id, key and data: {exc}"
-        ) from None
-    if kind not in EVENT_TYPES:
-        raise MessageRejected(f"unknown event type {kind!r}; known: {sorted(EVENT_TYPES)}")
-    if not key:
-        raise MessageRejected("an event needs a non-empty key")
+    event = Event.from_payload(payload)
+    kind, org_id, key, data = event.type, event.organization_id, event.key, event.data
     if not Organization.select().where(Organization.id == org_id).exists():
         return []  # deleted since: nothing to notify
     now = utcnow()

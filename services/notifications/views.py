@@ -4,6 +4,7 @@ from flask_smorest import Blueprint, abort
 
 from services.notifications import logic
 from services.notifications import schemas as s
+from shared.messages import Event
 from shared.models import Role, User
 from shared.outbox import MessageRejected
 from shared.web.api import PeeweePage
@@ -201,7 +202,7 @@ class EventIn(MethodView):
             created.extend(logic.on_event(payload, mid))
 
         try:
-            status = apply_once("notifications", message_id, "event", handle, body)
+            status = apply_once("notifications", message_id, Event.topic, handle, body)
         except MessageRejected as exc:
             abort(422, message=str(exc), errors={"json": {"type": [str(exc)]}})
         return {"id": message_id, "status": status, "logs": [log.id for log in created]}

@@ -19,11 +19,12 @@ from dataclasses import dataclass
 import peewee as pw
 
 from services.metrics.ai_review import heuristic, llm
-from shared import jobs, outbox
+from shared import jobs
 from shared.config import Settings
 from shared.database import db
 from shared.errors import BadRequest, NotFound, UpstreamError
 from shared.github import GitHubRest
+from shared.messages import AIReviewRequested, Event, repository_fields
 from shared.models import (
     AIReview,
     Job,
@@ -33,7 +34,6 @@ from shared.models import (
     RiskLevel,
     Sensitivity,
 )
-from shared.outbox import MessageRejected
 from shared.tenant_settings import settings_of
 
 log = logging.getLogger(__name__)
@@ -60,16 +60,8 @@ def provider_for(organization: Organization, settings: Settings) -> str:
 def on_review_requested(payload: dict, message_id: str) -> None:
     """Inbox handler for `ai_review.requested` {organization_id, pull_request_id, head_sha}:
     one `ai_review` job per (pull request, head sha, provider)."""
-    try:
-        org_id = int(payload["organization_id"])
-        pr_id = int(payload["pull_request_id"])
-        head_sha = payload["head_sha"]
-        if not isinstance(head_sha, str) or not 0 < len(head_sha) <= 64:
-            raise ValueError("head_sha must be a commit sha")
-    except (KeyError, TypeError, ValueError) as exc:
-        raise MessageRejected(
-            f"ai_review.requested needs organization_id, pull_request_id and head_sha: {exc}"
-        ) from None
+    request = AIReviewRequested.from_payload(payload)
+    org_id, pr_id, head_sha = request.organization_id, request.pull_request_id, request.head_sha
     organization = Organization.get_or_none(Organization.id == org_id)
     if organization is None or not (
         PullRequest.select()
@@ -180,28 +172,21 @@ def review_pull_request(
 def publish_completed(review: AIReview, pr: PullRequest, repo: Repository) -> None:
     """`ai_review.completed` in the envelope of the activity service's events, so
     notification rules match on its data (e.g. risk_score >= 70)."""
-    outbox.publish(
-        "notifications",
-        "event",
-        {
-            "type": "ai_review.completed",
-            "organization_id": review.organization_id,
-            "key": f"ai_review.completed:{review.id}",
-            "data": {
-                "risk_score": review.risk_score,
-                "risk_level": str(review.risk_level),
-                "provider": review.provider,
-                "pull_request_id": pr.id,
-                "number": pr.number,
-                "title": pr.title,
-                "author": pr.author_login,
-                "repository": repo.full_name,
-                "repository_id": repo.id,
-                "sensitivity": str(repo.sensitivity),
-            },
+    Event(
+        type="ai_review.completed",
+        organization_id=review.organization_id,
+        key=f"ai_review.completed:{review.id}",
+        data={
+            "risk_score": review.risk_score,
+            "risk_level": str(review.risk_level),
+            "provider": review.provider,
+            "pull_request_id": pr.id,
+            "number": pr.number,
+            "title": pr.title,
+            "author": pr.author_login,
+            **repository_fields(repo),
         },
-        organization=review.organization_id,
-    )
+    ).publish()
 
 
 def _github_files(pr: PullRequest, repo: Repository, *, final_attempt: bool):

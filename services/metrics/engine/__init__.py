@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from services.metrics.engine import daily
 from services.metrics.engine.derive import refresh_repository
-from shared import outbox
+from shared import messages
 from shared.database import db
 from shared.models import Incident, Repository, utcnow
 from shared.sql import advisory_lock, lock_repositories, without_jit
@@ -52,25 +52,24 @@ def _announce(incidents: list[Incident]) -> None:
             Repository.id.in_({incident.repository_id for incident in incidents})
         )
     }
-    messages = []
+    events = []
     for incident in incidents:
         repo = repos[incident.repository_id]
-        payload = {
-            "type": "incident.opened",
-            "organization_id": incident.organization_id,
-            "key": f"incident.opened:{incident.kind}:{incident.source_id}",
-            "data": {
-                "incident_id": incident.id,
-                "kind": str(incident.kind),
-                "title": incident.title,
-                "opened_at": incident.opened_at.isoformat(),
-                "repository": repo.full_name,
-                "repository_id": repo.id,
-                "sensitivity": str(repo.sensitivity),
-            },
-        }
-        messages.append(("notifications", "event", payload, incident.organization_id))
-    outbox.publish_many(messages)
+        events.append(
+            messages.Event(
+                type="incident.opened",
+                organization_id=incident.organization_id,
+                key=f"incident.opened:{incident.kind}:{incident.source_id}",
+                data={
+                    "incident_id": incident.id,
+                    "kind": str(incident.kind),
+                    "title": incident.title,
+                    "opened_at": incident.opened_at.isoformat(),
+                    **messages.repository_fields(repo),
+                },
+            )
+        )
+    messages.publish_many(events)
 
 
 def _repositories(organization_id: int, repository_ids: Iterable[int] | None):
