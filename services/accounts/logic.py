@@ -214,9 +214,9 @@ def sign_out(token: str) -> bool:
         session = _active_session(token)
         if session is None:
             return False
-        session.revoked_at = utcnow()
-        session.save()
-        audit.record(
+        audit.changed(
+            session,
+            {"revoked_at": utcnow()},
             "auth.signed_out",
             actor_user=session.user_id,
             target_type="user",
@@ -837,13 +837,12 @@ def revoke_invitation(org: Organization, actor: Principal, invitation_id: int) -
             raise Forbidden(f"your role cannot revoke an invitation as {invitation.role}")
         if invitation.status != InvitationStatus.PENDING:
             raise Conflict(f"this invitation is already {str(invitation.status).lower()}")
-        invitation.status, invitation.responded_at = InvitationStatus.REVOKED, utcnow()
-        invitation.save()
-        audit.record(
+        audit.changed(
+            invitation,
+            {"status": InvitationStatus.REVOKED, "responded_at": utcnow()},
             "invitation.revoked",
             organization=org,
             target_type="invitation",
-            target_id=invitation.id,
             metadata={"login": invitation.login, "email": invitation.email},
         )
     return invitation
@@ -958,14 +957,13 @@ def decline_invitation(user_id: int, invitation_id: int) -> Invitation:
     with db.atomic():
         invitation = _my_invitation(user, invitation_id)
         _still_open(invitation)
-        invitation.status, invitation.responded_at = InvitationStatus.DECLINED, utcnow()
-        invitation.save()
-        audit.record(
+        audit.changed(
+            invitation,
+            {"status": InvitationStatus.DECLINED, "responded_at": utcnow()},
             "invitation.declined",
             organization=invitation.organization_id,
             actor_user=user.id,
             target_type="invitation",
-            target_id=invitation.id,
             metadata={"login": user.login},
         )
     return invitation
@@ -1003,9 +1001,9 @@ def change_role(org: Organization, actor: Principal, user_id: int, role) -> User
             raise Forbidden(f"your role cannot change a {old} to {role}")
         if old == Role.OWNER and _owner_count(org) == 1:
             raise Conflict("the last OWNER cannot be demoted; make someone else OWNER first")
-        membership.role = role
-        membership.save()
-        audit.record(
+        audit.changed(
+            membership,
+            {"role": role},
             "member.role_changed",
             organization=org,
             target_type="user",

@@ -169,29 +169,28 @@ def connect_repository(
 
 def update_sensitivity(repo: Repository, sensitivity) -> Repository:
     with db.atomic():
-        old = repo.sensitivity
-        repo.sensitivity = sensitivity
-        repo.save()
-        audit.record(
+        audit.changed(
+            repo,
+            {"sensitivity": sensitivity},
             "repository.sensitivity_changed",
             organization=repo.organization_id,
             target_type="repository",
-            target_id=repo.id,
-            metadata={"from": str(old), "to": str(sensitivity)},
+            metadata=lambda c: {"from": str(c.before["sensitivity"]), "to": str(sensitivity)},
+            always=True,  # audited even when the level stays
         )
     return repo
 
 
 def update_settings(repo: Repository, settings: dict) -> Repository:
     with db.atomic():
-        repo.settings = {**settings_of(repo), **settings}
-        repo.save()
-        audit.record(
+        audit.changed(
+            repo,
+            {"settings": {**settings_of(repo), **settings}},
             "repository.settings_changed",
             organization=repo.organization_id,
             target_type="repository",
-            target_id=repo.id,
-            metadata={"changed": sorted(settings)},
+            metadata={"changed": sorted(settings)},  # the keys given, changed or not
+            always=True,
         )
     return repo
 
@@ -199,13 +198,13 @@ def update_settings(repo: Repository, settings: dict) -> Repository:
 def rotate_secret(repo: Repository) -> str:
     secret = secrets.token_hex(32)
     with db.atomic():
-        repo.webhook_secret_encrypted = crypto.encrypt(secret)
-        repo.save()
-        audit.record(
+        audit.changed(
+            repo,
+            {"webhook_secret_encrypted": crypto.encrypt(secret)},
             "repository.secret_rotated",
             organization=repo.organization_id,
             target_type="repository",
-            target_id=repo.id,
+            metadata={},
         )
     return secret
 
@@ -213,13 +212,13 @@ def rotate_secret(repo: Repository) -> str:
 def disconnect(repo: Repository) -> Repository:
     """Stop accepting its webhooks; its data stays."""
     with db.atomic():
-        repo.is_active, repo.disconnected_at = False, utcnow()
-        repo.save()
-        audit.record(
+        audit.changed(
+            repo,
+            {"is_active": False, "disconnected_at": utcnow()},
             "repository.disconnected",
             organization=repo.organization_id,
             target_type="repository",
-            target_id=repo.id,
+            metadata={},
         )
     return repo
 

@@ -286,25 +286,23 @@ def update_rule(rule: NotificationRule, changes: dict, *, settings=None):
     _validate(after, settings)
     if "name" in changes:
         _name_taken(rule.organization_id, changes["name"], except_id=rule.id)
-    secret = None
+    secret, secret_encrypted = None, rule.secret_encrypted
     if after["channel"] == Channel.WEBHOOK and not rule.secret_encrypted:
         secret = new_secret()
-        rule.secret_encrypted = crypto.encrypt(secret)
+        secret_encrypted = crypto.encrypt(secret)
     elif after["channel"] != Channel.WEBHOOK:
-        rule.secret_encrypted = None
-    changed = sorted(name for name, value in changes.items() if getattr(rule, name) != value)
+        secret_encrypted = None
     with db.atomic():
-        for name, value in changes.items():
-            setattr(rule, name, value)
-        rule.updated_at = utcnow()
-        rule.save()
-        audit.record(
+        audit.changed(
+            rule,
+            {"secret_encrypted": secret_encrypted, **changes},
             "notification_rule.updated",
             organization=rule.organization_id,
             target_type="notification_rule",
-            target_id=rule.id,
-            # Names only: a target (a Slack webhook URL) is itself a credential.
-            metadata={"changed": changed},
+            # Names only (a target, a Slack webhook URL, is itself a credential), of the
+            # fields asked for: not the secret that follows the channel.
+            metadata=lambda c: {"changed": [name for name in c.fields if name in changes]},
+            always=True,  # audited even when it changes nothing
         )
     return rule, secret
 
@@ -328,14 +326,13 @@ def rotate_secret(rule: NotificationRule) -> str:
         raise Conflict(f"only WEBHOOK rules have a signing secret; this one is {rule.channel}")
     secret = new_secret()
     with db.atomic():
-        rule.secret_encrypted = crypto.encrypt(secret)
-        rule.updated_at = utcnow()
-        rule.save()
-        audit.record(
+        audit.changed(
+            rule,
+            {"secret_encrypted": crypto.encrypt(secret)},
             "notification_rule.secret_rotated",
             organization=rule.organization_id,
             target_type="notification_rule",
-            target_id=rule.id,
+            metadata={},
         )
     return secret
 
