@@ -7,7 +7,7 @@ ours (`services.activity:create_app()`), the limit (`bench.limit_app:application
 and one INSERT into an identical table) and a trivial 204 app (the load generator's ceiling);
 for the before/after row, ours once more with the webhook fast path off (WEBHOOK_FAST_PATH=False:
 the Flask view answers, as before services/activity/webhook_wsgi.py).
-Deliveries are the real samples from ../shared/github-webhooks/ (push, pull_request, reviews,
+Deliveries are the real samples from tests/fixtures/github/webhooks/ (push, pull_request, reviews,
 issues, comments, deployments, workflow runs), signed with the connected repositories' secret,
 each with a new X-GitHub-Delivery id.
 

@@ -26,8 +26,7 @@ from urllib.parse import urlparse, urlunparse
 import psycopg2
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"  # the team's reference payloads, beside the checkout
-WEBHOOKS = SHARED / "github-webhooks"
+WEBHOOKS = ROOT / "tests" / "fixtures" / "github" / "webhooks"  # real payloads (MIT)
 SERVER_URL = os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 

@@ -4,7 +4,7 @@ load.
     python -m bench.memory [--quick]
 
 Worker: a push payload just under the 25 MB webhook cap, built from the real sample
-(../shared/github-webhooks/push/with-new-branch.payload.json): its one commit repeated to
+(tests/fixtures/github/webhooks/push/with-new-branch.payload.json): its one commit repeated to
 2,048 commits (GitHub's cap on a push's commit list; at the cap the worker also queues the
 compare-API completion job, as in production), each with a unique sha, one of 50 authors, a
 multi-paragraph message and ~80 added/modified paths, padded until the body is 25 MB minus a

@@ -3,7 +3,7 @@ reviews, issues, deployments), side by side with its limit.
 
     python -m bench.processing [--quick]
 
-What runs: realistic events built from the real payloads in ../shared/github-webhooks (varied
+What runs: realistic events built from the real payloads in tests/fixtures/github/webhooks (varied
 deterministically: repositories of one organization, PR and issue numbers, shas, logins,
 times over a year) are stored the way `POST /webhooks/github` stores them (an `events` row,
 PENDING, plus its `event_deliveries` row, through the same models), in bulk and untimed.

@@ -1,7 +1,7 @@
 """A local fake of GitHub's OAuth and REST endpoints, speaking GitHub's real wire format.
 
 User objects are real GitHub user objects (the `sender` of a recorded push webhook in
-../shared/github-webhooks), with the fields `/user` adds; error bodies are GitHub's.
+tests/fixtures/github/webhooks), with the fields `/user` adds; error bodies are GitHub's.
 """
 
 from __future__ import annotations
@@ -11,15 +11,15 @@ import json
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from urllib.parse import urlencode
 
 from flask import Flask, jsonify, request
 from werkzeug.serving import make_server
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared"
-SENDER = json.loads((REFERENCE / "github-webhooks/push/1.payload.json").read_text())["sender"]
-REPOSITORY = json.loads((REFERENCE / "github-api/get-repository.json").read_text())[0]["response"]
+from tests.helpers import GITHUB_API, WEBHOOK_SAMPLES
+
+SENDER = json.loads((WEBHOOK_SAMPLES / "push/1.payload.json").read_text())["sender"]
+REPOSITORY = json.loads((GITHUB_API / "get-repository.json").read_text())[0]["response"]
 NOT_FOUND = {"message": "Not Found", "documentation_url": "https://docs.github.com/rest"}
 # What GitHub lists for a token that can read (and push to) a repository.
 READER_PERMISSIONS = {"admin": False, "maintain": False, "push": True, "triage": True, "pull": True}
@@ -87,10 +87,10 @@ def push_commit_as_api(commit: dict) -> dict:
 
 def load_rest_data() -> dict:
     """What the fake serves for one repository, all from recorded real GitHub objects."""
-    hooks = REFERENCE / "github-webhooks"
+    hooks = WEBHOOK_SAMPLES
     issues = [
         i
-        for x in json.loads((REFERENCE / "github-api/paginate-issues.json").read_text())
+        for x in json.loads((GITHUB_API / "paginate-issues.json").read_text())
         for i in x["response"]
     ]
     closed = json.loads((hooks / "pull_request/closed.payload.json").read_text())["pull_request"]

@@ -107,3 +107,9 @@ def bound_to(url: str):
         if hasattr(database, "close_all"):
             database.close_all()
         db.initialize(previous)
+
+
+# Real GitHub payloads and REST exchanges, kept in the repository (tests/fixtures/github/).
+GITHUB_FIXTURES = Path(__file__).resolve().parent / "fixtures" / "github"
+WEBHOOK_SAMPLES = GITHUB_FIXTURES / "webhooks"
+GITHUB_API = GITHUB_FIXTURES / "api"

@@ -27,15 +27,15 @@ from services.metrics import engine
 from shared import crypto, migrations
 from shared.database import db
 from shared.models import Event, EventStatus, Organization, PullRequest, Repository, utcnow
-from tests.conftest import BACKEND, ROOT
-from tests.helpers import bound_to
+from tests.conftest import BACKEND
+from tests.helpers import WEBHOOK_SAMPLES, bound_to
 
 pytestmark = pytest.mark.skipif(
     BACKEND == "sqlite",
     reason="PostgreSQL-only: concurrent sessions' row locks (SQLite serializes its writers)",
 )
 
-SAMPLES = ROOT.parent / "shared" / "github-webhooks"
+SAMPLES = WEBHOOK_SAMPLES
 OPENED = json.loads((SAMPLES / "pull_request" / "opened.payload.json").read_text())
 STAGES = ("first_commit_at", "deployed_at", "coding_s", "pickup_s", "review_s", "deploy_s")
 

@@ -7,13 +7,13 @@ import json
 import math
 import random
 import struct
-from pathlib import Path
 
 import pytest
 
 from shared import fastjson
+from tests.helpers import WEBHOOK_SAMPLES
 
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "github-webhooks"
+SAMPLES = WEBHOOK_SAMPLES
 
 
 def same(a, b) -> bool:

@@ -34,6 +34,7 @@ from shared.models import Event, EventStatus, Organization, Repository, utcnow
 from tests.conftest import BACKEND, DEVMETRICS, ROOT, run_cli
 from tests.helpers import (
     SERVICE_NAMES,
+    WEBHOOK_SAMPLES,
     bound_to,
     free_port,
     service_env,
@@ -43,7 +44,7 @@ from tests.helpers import (
     wait_until,
 )
 
-SAMPLES = ROOT.parent / "shared" / "github-webhooks"
+SAMPLES = WEBHOOK_SAMPLES
 SECRET = "reliability-webhook-secret"
 REPO_GITHUB_ID = 900000001
 REPO_FULL_NAME = "reliability/load-target"

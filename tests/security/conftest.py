@@ -10,18 +10,16 @@ import json
 import re
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 import requests
 
 from shared.database import db
 from tests.fake_github import env_for
-from tests.helpers import SERVICE_NAMES, free_port, service_env
+from tests.helpers import SERVICE_NAMES, WEBHOOK_SAMPLES, free_port, service_env
 from tests.services.conftest import KEY_RE, Stack, github_sign_in  # noqa: F401
 
-ROOT = Path(__file__).resolve().parents[2]
-WEBHOOKS = ROOT.parent / "shared" / "github-webhooks"
+WEBHOOKS = WEBHOOK_SAMPLES
 APP_WEBHOOK_SECRET = "security-suite-app-webhook-secret-5f1c"
 # The seed: (login, org) pairs giving each role, and each org's repositories.
 ROLE_SEATS = {

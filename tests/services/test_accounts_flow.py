@@ -6,7 +6,7 @@ from urllib.parse import parse_qs, urlparse
 
 import requests
 
-from tests.helpers import wait_until
+from tests.helpers import GITHUB_API, wait_until
 from tests.services.conftest import CACHE_SECONDS
 
 
@@ -103,9 +103,7 @@ def test_sign_in_to_revocation_every_step_audited(stack, fake_github):
 def test_connecting_fetches_metadata_with_the_connectors_github_token(stack, fake_github):
     import json
 
-    from tests.helpers import ROOT
-
-    recorded = json.loads((ROOT.parent / "shared/github-api/get-repository.json").read_text())
+    recorded = json.loads((GITHUB_API / "get-repository.json").read_text())
     fake_github.rest["repository"] = recorded[0]["response"]  # a real GET /repos response
     accounts, activity = stack.url("accounts"), stack.url("activity")
     fake_github.add_user("meta-code", "metaowner", 7100, "Meta Owner")

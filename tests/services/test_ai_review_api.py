@@ -20,12 +20,12 @@ from shared.models import (
     PullRequest,
     Repository,
 )
-from tests.helpers import ROOT, bound_to, wait_until
+from tests.helpers import WEBHOOK_SAMPLES, bound_to, wait_until
 from tests.services.conftest import connect_verified
 from tests.services.test_auth import new_key
 from tests.test_ai_review import pr_file
 
-SAMPLES = ROOT.parent / "shared" / "github-webhooks"
+SAMPLES = WEBHOOK_SAMPLES
 FULL_NAME = "techcorp/ai-review-e2e"
 
 

@@ -25,12 +25,12 @@ from shared.models import (
     utcnow,
 )
 from tests.conftest import run_cli
-from tests.helpers import ROOT, bound_to
+from tests.helpers import WEBHOOK_SAMPLES, bound_to
 from tests.receivers import Answer, HttpReceiver
 from tests.services.test_auth import new_key
 from tests.test_ai_review import TOKEN_FILES
 
-SAMPLES = ROOT.parent / "shared" / "github-webhooks"
+SAMPLES = WEBHOOK_SAMPLES
 WEBHOOK_SECRET = "e2e-github-secret"
 RULE_SECRET = "e2e-rule-secret"
 MAX_ATTEMPTS = 3

@@ -1,4 +1,4 @@
-"""The shared GitHub webhook samples (../shared/github-webhooks) delivered through the real
+"""The shared GitHub webhook samples (tests/fixtures/github/webhooks) delivered through the real
 `POST /webhooks/github`, processed, and turned into daily metrics that match values worked
 out by hand from the JSON.
 

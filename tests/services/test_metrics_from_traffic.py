@@ -4,7 +4,7 @@ metrics inbox, recomputed incrementally by the recompute worker, and read back: 
 rows and the developer table (`/metrics/developers`) against values worked out by hand
 below (issue 18's "done when").
 
-Every delivery is a real payload of ../shared/github-webhooks (Codertocat/Hello-World)
+Every delivery is a real payload of tests/fixtures/github/webhooks (Codertocat/Hello-World)
 with the fields GitHub would change edited: numbers, people, times, sizes. It holds what
 the held-out histories found wrong:
 

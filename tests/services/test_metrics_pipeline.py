@@ -13,11 +13,11 @@ import uuid
 import requests
 
 from shared.models import Job, Organization, PullRequest, TeamMetric
-from tests.helpers import ROOT, bound_to
+from tests.helpers import WEBHOOK_SAMPLES, bound_to
 from tests.services.conftest import connect_verified
 from tests.services.test_auth import new_key
 
-SAMPLES = ROOT.parent / "shared" / "github-webhooks"
+SAMPLES = WEBHOOK_SAMPLES
 DAY = "2026-10-05"
 
 

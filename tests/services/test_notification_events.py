@@ -13,11 +13,11 @@ from services.notifications.conditions import matches
 from services.notifications.logic import on_event
 from shared.models import NotificationLog, NotificationRule, Organization
 from shared.outbox import MessageRejected
-from tests.helpers import ROOT, bound_to
+from tests.helpers import WEBHOOK_SAMPLES, bound_to
 from tests.services.conftest import connect_verified
 from tests.services.test_auth import new_key
 
-SAMPLES = ROOT.parent / "shared" / "github-webhooks"
+SAMPLES = WEBHOOK_SAMPLES
 
 
 @pytest.mark.parametrize(

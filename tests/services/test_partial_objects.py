@@ -1,5 +1,5 @@
 """Partial pull-request objects and issue-shaped data about pull requests (issue 18 items 1
-and 2), from the real samples in ../shared/github-webhooks edited as GitHub sends them,
+and 2), from the real samples in tests/fixtures/github/webhooks edited as GitHub sends them,
 through `POST /webhooks/github` and the events worker.
 
 What each event's object carries (the samples): `pull_request` events the full object;

@@ -9,11 +9,11 @@ import uuid
 import requests
 
 from tests.conftest import connect
-from tests.helpers import ROOT
+from tests.helpers import WEBHOOK_SAMPLES
 from tests.services.conftest import SEEDED_GITHUB_IDS, connect_verified, github_sign_in
 from tests.services.test_auth import new_key
 
-PUSH = json.loads((ROOT.parent / "shared/github-webhooks/push/1.payload.json").read_text())
+PUSH = json.loads((WEBHOOK_SAMPLES / "push/1.payload.json").read_text())
 
 
 def signed_push(stack, full_name: str, secret: str, github_id: int):

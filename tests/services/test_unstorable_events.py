@@ -2,7 +2,7 @@
 fails the same way on every attempt, so it is DEAD at once with the reason, listed by
 `GET .../events?status=DEAD` and counted in `devmetrics_events_dead_total`; its neighbours
 in the batch are processed, and transient failures keep their retries. Payloads are the
-real samples of ../shared/github-webhooks with one field edited, delivered signed through
+real samples of tests/fixtures/github/webhooks with one field edited, delivered signed through
 `POST /webhooks/github`."""
 
 from __future__ import annotations

@@ -18,10 +18,10 @@ from services.activity.webhook_wsgi import WebhookFastPath
 from shared import crypto
 from shared.models import Event, Organization, Repository, utcnow
 from shared.observability import REQUESTS
-from tests.helpers import ROOT
+from tests.helpers import WEBHOOK_SAMPLES
 from tests.services.test_webhooks import sign
 
-SAMPLES = ROOT.parent / "shared" / "github-webhooks"
+SAMPLES = WEBHOOK_SAMPLES
 PUSH = (SAMPLES / "push" / "payload.json").read_bytes()
 PING = (SAMPLES / "ping" / "payload.json").read_bytes()
 GITHUB_ID = json.loads(PUSH)["repository"]["id"]

@@ -1,4 +1,4 @@
-"""`POST /webhooks/github`: every real sample from ../shared/github-webhooks through the real
+"""`POST /webhooks/github`: every real sample of tests/fixtures/github/webhooks through the real
 endpoint with a real signature, then the events worker, landing in the right rows once."""
 
 import hashlib
@@ -25,9 +25,9 @@ from shared.models import (
     Review,
     utcnow,
 )
-from tests.helpers import ROOT
+from tests.helpers import WEBHOOK_SAMPLES
 
-SAMPLES = ROOT.parent / "shared" / "github-webhooks"
+SAMPLES = WEBHOOK_SAMPLES
 SUPPORTED = [
     "workflow_run",
     "push",
